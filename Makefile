@@ -1,0 +1,72 @@
+# Articula — the two commands: `make run` and `make test` (plus `make build`).
+SHELL := /bin/bash
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/articula/target
+export ARTICULA_TEST_PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+VENV := $(HOME)/.cache/articula/venv
+BIN := $(CARGO_TARGET_DIR)/release/articula
+WEB_STAMP := web/node_modules/.installed
+
+.PHONY: build run test test-rust test-loadtests test-clients test-web web web-deps test-deps lint fmt clean-test-dbs bench
+
+## build: web assets and the release binary
+build: web
+	cargo build --release --locked --bin articula
+
+## run: build everything, then serve the demo on https://localhost:8443
+run: build
+	$(BIN) serve --demo
+
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+web-deps: $(WEB_STAMP)
+
+## web: build the browser client into web/dist (embedded in the release binary)
+web: web-deps
+	cd web && npm run build
+
+## test: install what the tests need, then run every test
+test: test-deps web lint test-rust test-loadtests test-clients test-web
+
+test-deps:
+	bash .ci/deps.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+## Rust unit and integration tests; integration tests run on SQLite and on PostgreSQL, file
+## tests also against a real S3-compatible server (moto) started here for the run.
+test-rust: clean-test-dbs
+	@port=$$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'); \
+	$(VENV)/bin/moto_server -H 127.0.0.1 -p $$port >/dev/null 2>&1 & moto=$$!; \
+	trap "kill $$moto" EXIT; \
+	for i in $$(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$$port) 2>/dev/null && break; sleep 0.1; done; \
+	ARTICULA_TEST_S3_ENDPOINT=http://127.0.0.1:$$port cargo test --locked --workspace --no-fail-fast
+
+## Short load scenarios: correctness only (lost, duplicated, out of order), never timing.
+test-loadtests:
+	cargo build --locked --bin articula -p articula-loadtests
+	$(CARGO_TARGET_DIR)/debug/articula-loadtests smoke --server $(CARGO_TARGET_DIR)/debug/articula
+
+## Real tus clients (tuspy, tus-js-client): a 200 MB upload interrupted and resumed, then verified.
+test-clients:
+	cargo build --locked --bin articula
+	bash tests/clients/run.sh
+
+## Browser client: unit tests (vitest) and end-to-end tests in Debian Chromium (playwright-core).
+test-web: web
+	cargo build --locked --bin articula
+	cd web && npm run test:unit && npm run test:e2e
+
+clean-test-dbs:
+	-psql "$(ARTICULA_TEST_PG_URL)" -Atc "SELECT 'DROP DATABASE IF EXISTS \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'articula_t_%'" | psql "$(ARTICULA_TEST_PG_URL)" -q >/dev/null
+
+## bench: the full load-test run behind BENCHMARKS.md (minutes; release build)
+bench:
+	cargo build --release --locked --bin articula -p articula-loadtests
+	$(CARGO_TARGET_DIR)/release/articula-loadtests all --server $(BIN)
+
+fmt:
+	cargo fmt --all

@@ -1,0 +1,111 @@
+//! Outbound frames, encoded once per codec and shared by every socket that receives them.
+
+use std::sync::Arc;
+
+use articula_protocol::{CaseId, Codec, Event, OrgId, ServerBody, ServerMessage, UserId};
+use bytes::Bytes;
+use bytestring::ByteString;
+
+use crate::ports::StoredEvent;
+
+/// What a frame is, for the sockets that route it without decoding it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameKind {
+    /// A durable case event; `seq` is set.
+    Event,
+    /// Typing, presence, receipts: not durable, never replayed.
+    Ephemeral,
+    /// A status board change.
+    Board,
+    /// An inbox item.
+    Inbox,
+}
+
+/// A server frame in both encodings. Cloning the `Arc` is the only per-socket cost.
+#[derive(Debug)]
+pub struct Frame {
+    /// What it is.
+    pub kind: FrameKind,
+    /// The case it is about.
+    pub case_id: Option<CaseId>,
+    /// The event's seq (0 when not an event).
+    pub seq: u64,
+    /// The case's doctor (board and inbox frames), so doctors' sockets keep only their own cases.
+    pub doctor_id: Option<UserId>,
+    /// Who caused it (inbox frames skip one's own actions, sockets skip their own typing).
+    pub actor: Option<UserId>,
+    /// Set on the event that re-routes the case: the new lab. Lab members of the old lab lose
+    /// the case at this frame and do not receive it.
+    pub lab_change: Option<Option<OrgId>>,
+    /// JSON text.
+    pub json: ByteString,
+    /// MessagePack bytes.
+    pub msgpack: Bytes,
+}
+
+/// Encoding a server frame failed; only possible with a bug in the protocol types.
+#[derive(Debug, thiserror::Error)]
+#[error("frame encoding failed: {0}")]
+pub struct FrameError(String);
+
+impl Frame {
+    /// Encodes `body` in both codecs.
+    pub fn encode(kind: FrameKind, body: ServerBody) -> Result<Self, FrameError> {
+        let msg = ServerMessage::from(body);
+        let json = Codec::Json.encode_server(&msg).map_err(|e| FrameError(e.to_string()))?;
+        let json = ByteString::try_from(json).map_err(|e| FrameError(e.to_string()))?;
+        let msgpack = Codec::MsgPack.encode_server(&msg).map_err(|e| FrameError(e.to_string()))?;
+        Ok(Self {
+            kind,
+            case_id: None,
+            seq: 0,
+            doctor_id: None,
+            actor: None,
+            lab_change: None,
+            json,
+            msgpack: Bytes::from(msgpack),
+        })
+    }
+
+    /// The `event` frame of a stored event.
+    pub fn event(ev: &StoredEvent) -> Result<Arc<Self>, FrameError> {
+        let body = ServerBody::Event(Event {
+            case_id: ev.case_id,
+            seq: ev.seq,
+            at: ev.at,
+            actor: ev.actor,
+            data: ev.data.clone(),
+        });
+        let mut frame = Self::encode(FrameKind::Event, body)?;
+        frame.case_id = Some(ev.case_id);
+        frame.seq = ev.seq;
+        frame.actor = Some(ev.actor);
+        if let articula_protocol::EventData::CaseUpdated { lab_id: Some(lab), .. } = &ev.data {
+            frame.lab_change = Some(*lab);
+        }
+        Ok(Arc::new(frame))
+    }
+
+    /// An ephemeral frame about a case.
+    pub fn ephemeral(case_id: CaseId, body: ServerBody) -> Result<Arc<Self>, FrameError> {
+        let mut frame = Self::encode(FrameKind::Ephemeral, body)?;
+        frame.case_id = Some(case_id);
+        Ok(Arc::new(frame))
+    }
+
+    /// The encoding for a codec.
+    pub fn bytes(&self, codec: Codec) -> FrameBytes<'_> {
+        match codec {
+            Codec::Json => FrameBytes::Text(&self.json),
+            Codec::MsgPack => FrameBytes::Binary(&self.msgpack),
+        }
+    }
+}
+
+/// A frame's payload for one codec.
+pub enum FrameBytes<'a> {
+    /// A text frame.
+    Text(&'a ByteString),
+    /// A binary frame.
+    Binary(&'a Bytes),
+}

@@ -1,0 +1,241 @@
+//! Who may do what on a case (DESIGN §2's role table), as pure functions.
+
+use articula_protocol::{CaseStatus, ErrorCode, UserId};
+
+use crate::error::CommandError;
+
+/// A user's relation to one case, computed by the server from memberships (inside the SQL) and
+/// handed to the case actor with every command. A user can hold several relations at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CaseAccess {
+    /// The user.
+    pub user_id: UserId,
+    /// The case's own doctor.
+    pub doctor: bool,
+    /// A clinic admin of the case's clinic.
+    pub clinic_admin: bool,
+    /// A lab technician of the case's lab.
+    pub lab_tech: bool,
+    /// A lab admin of the case's lab.
+    pub lab_admin: bool,
+}
+
+impl CaseAccess {
+    /// Can see the case at all.
+    pub fn any(&self) -> bool {
+        self.doctor || self.clinic_admin || self.lab_tech || self.lab_admin
+    }
+
+    /// Acts for the clinic (doctor of the case or clinic admin).
+    pub fn clinic_side(&self) -> bool {
+        self.doctor || self.clinic_admin
+    }
+
+    /// Acts for the lab.
+    pub fn lab_side(&self) -> bool {
+        self.lab_tech || self.lab_admin
+    }
+
+    /// May chat, upload and mark read: every role that sees the case.
+    pub fn may_chat(&self) -> bool {
+        self.any()
+    }
+
+    /// May edit and sign the Rx, decide proposals and approvals: the case's doctor only.
+    pub fn may_prescribe(&self) -> bool {
+        self.doctor
+    }
+
+    /// Refuses unless `allowed`.
+    pub fn require(&self, allowed: bool, what: &str) -> Result<(), CommandError> {
+        if allowed { Ok(()) } else { Err(CommandError::forbidden(format!("your role may not {what}"))) }
+    }
+}
+
+/// Which side may make a transition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Clinic,
+    Lab,
+    Either,
+}
+
+/// The status workflow: `(from, to, side)`. On hold and cancellation are handled by
+/// [`check_transition`] since they apply from many statuses.
+const TRANSITIONS: &[(CaseStatus, CaseStatus, Side)] = {
+    use CaseStatus::*;
+    &[
+        (Draft, Submitted, Side::Clinic),
+        (Submitted, Received, Side::Lab),
+        (Received, InDesign, Side::Lab),
+        (AwaitingApproval, InDesign, Side::Lab),
+        (Received, InProduction, Side::Lab),
+        (InDesign, InProduction, Side::Lab),
+        (Approved, InProduction, Side::Lab),
+        (InProduction, Shipped, Side::Lab),
+        (Shipped, Delivered, Side::Clinic),
+        (Delivered, Closed, Side::Clinic),
+        (Delivered, RemakeRequested, Side::Clinic),
+        (RemakeRequested, Received, Side::Lab),
+    ]
+};
+
+/// Checks a `set_status` request against the workflow and the caller's side.
+///
+/// `before_hold` is the status a case on hold returns to. `approved` is reached only through
+/// `decide_approval`, never set directly.
+pub fn check_transition(
+    access: &CaseAccess,
+    from: CaseStatus,
+    to: CaseStatus,
+    before_hold: Option<CaseStatus>,
+    has_lab: bool,
+) -> Result<(), CommandError> {
+    use CaseStatus::*;
+    let invalid = |why: &str| {
+        Err(CommandError::new(
+            ErrorCode::InvalidTransition,
+            format!("cannot move from {from} to {to}: {why}"),
+        ))
+    };
+    if from == to {
+        return invalid("the case already has this status");
+    }
+    if to == Approved {
+        return invalid("designs are approved with decide_approval");
+    }
+    let side = if to == OnHold {
+        if from.is_terminal() || from == OnHold {
+            return invalid("a finished case cannot be put on hold");
+        }
+        Side::Either
+    } else if from == OnHold {
+        if Some(to) != before_hold {
+            return invalid("a case on hold resumes to the status it had");
+        }
+        Side::Either
+    } else if to == Cancelled {
+        if !matches!(from, Draft | Submitted | Received | InDesign | AwaitingApproval | Approved) {
+            return invalid("only a case not yet in production can be cancelled");
+        }
+        Side::Clinic
+    } else if to == AwaitingApproval {
+        return invalid("request an approval of a design file instead");
+    } else {
+        match TRANSITIONS.iter().find(|(f, t, _)| *f == from && *t == to) {
+            Some((_, _, side)) => *side,
+            None => return invalid("not a step of the workflow"),
+        }
+    };
+    let allowed = match side {
+        Side::Clinic => access.clinic_side(),
+        Side::Lab => access.lab_side(),
+        Side::Either => access.clinic_side() || access.lab_side(),
+    };
+    if !allowed {
+        return Err(CommandError::new(
+            ErrorCode::InvalidTransition,
+            format!("your role may not move a case from {from} to {to}"),
+        ));
+    }
+    if from == Draft && to == Submitted && !has_lab {
+        return invalid("route the case to a lab first");
+    }
+    Ok(())
+}
+
+/// Working days of lead time a case still needs before its due date, by status — the at-risk
+/// rule of the status board: a case is at risk when fewer days remain than it needs.
+pub fn lead_days(status: CaseStatus, before_hold: Option<CaseStatus>) -> Option<i64> {
+    use CaseStatus::*;
+    let status = if status == OnHold { before_hold.unwrap_or(Received) } else { status };
+    Some(match status {
+        Draft => 7,
+        Submitted => 6,
+        Received | RemakeRequested => 5,
+        InDesign => 4,
+        AwaitingApproval | Approved => 3,
+        InProduction => 2,
+        Shipped => 1,
+        Delivered | Closed | Cancelled | OnHold => return None,
+    })
+}
+
+/// Whether a case with this status and due date is at risk on `today`.
+pub fn at_risk(
+    status: CaseStatus,
+    before_hold: Option<CaseStatus>,
+    due_date: Option<&str>,
+    today: time::Date,
+) -> bool {
+    let (Some(lead), Some(due)) =
+        (lead_days(status, before_hold), due_date.and_then(crate::clock::parse_date))
+    else {
+        return false;
+    };
+    let days_left = (due - today).whole_days();
+    days_left < lead
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use CaseStatus::*;
+
+    fn doctor() -> CaseAccess {
+        CaseAccess { doctor: true, ..Default::default() }
+    }
+    fn admin() -> CaseAccess {
+        CaseAccess { clinic_admin: true, ..Default::default() }
+    }
+    fn tech() -> CaseAccess {
+        CaseAccess { lab_tech: true, ..Default::default() }
+    }
+
+    #[test]
+    fn the_lab_moves_production_and_the_clinic_receives() {
+        assert!(check_transition(&tech(), Submitted, Received, None, true).is_ok());
+        assert!(check_transition(&doctor(), Submitted, Received, None, true).is_err());
+        assert!(check_transition(&tech(), InProduction, Shipped, None, true).is_ok());
+        assert!(check_transition(&admin(), Shipped, Delivered, None, true).is_ok());
+        assert!(check_transition(&tech(), Shipped, Delivered, None, true).is_err());
+    }
+
+    #[test]
+    fn approval_is_never_set_directly() {
+        let err = check_transition(&doctor(), AwaitingApproval, Approved, None, true).err();
+        assert_eq!(err.map(|e| e.code), Some(ErrorCode::InvalidTransition));
+    }
+
+    #[test]
+    fn submitting_needs_a_lab() {
+        assert!(check_transition(&doctor(), Draft, Submitted, None, false).is_err());
+        assert!(check_transition(&doctor(), Draft, Submitted, None, true).is_ok());
+    }
+
+    #[test]
+    fn hold_resumes_to_the_previous_status_only() {
+        assert!(check_transition(&tech(), InDesign, OnHold, None, true).is_ok());
+        assert!(check_transition(&tech(), OnHold, InDesign, Some(InDesign), true).is_ok());
+        assert!(check_transition(&tech(), OnHold, Shipped, Some(InDesign), true).is_err());
+        assert!(check_transition(&tech(), Closed, OnHold, None, true).is_err());
+    }
+
+    #[test]
+    fn only_the_clinic_cancels_and_not_in_production() {
+        assert!(check_transition(&admin(), InDesign, Cancelled, None, true).is_ok());
+        assert!(check_transition(&tech(), InDesign, Cancelled, None, true).is_err());
+        assert!(check_transition(&admin(), InProduction, Cancelled, None, true).is_err());
+    }
+
+    #[test]
+    fn at_risk_when_fewer_days_remain_than_the_stage_needs() {
+        let today = time::macros::date!(2026 - 11 - 23);
+        assert!(at_risk(Received, None, Some("2026-11-26"), today)); // 3 days left, needs 5
+        assert!(!at_risk(InProduction, None, Some("2026-11-26"), today)); // needs 2
+        assert!(at_risk(Shipped, None, Some("2026-11-22"), today)); // overdue
+        assert!(!at_risk(Delivered, None, Some("2026-11-01"), today));
+        assert!(!at_risk(Received, None, None, today));
+        assert!(at_risk(OnHold, Some(InDesign), Some("2026-11-25"), today));
+    }
+}

@@ -1,0 +1,160 @@
+//! The Digital Rx: which fields exist and which values they accept (DESIGN §2).
+//!
+//! Fields are addressed by path: case-level `notes`, or `teeth.<FDI>.<attribute>` with FDI
+//! notation for permanent teeth (quadrants 1–4, teeth 1–8: 11–18, 21–28, 31–38, 41–48).
+
+use articula_protocol::ErrorCode;
+
+use crate::error::CommandError;
+
+/// Restoration types.
+pub const RESTORATIONS: &[&str] = &[
+    "crown",
+    "bridge_abutment",
+    "bridge_pontic",
+    "veneer",
+    "inlay",
+    "onlay",
+    "implant_crown",
+    "implant_abutment",
+    "denture",
+    "partial_denture",
+    "temporary",
+    "night_guard",
+];
+
+/// Materials.
+pub const MATERIALS: &[&str] = &[
+    "zirconia",
+    "lithium_disilicate",
+    "feldspathic",
+    "pfm",
+    "full_cast_gold",
+    "cocr",
+    "titanium",
+    "composite",
+    "pmma",
+    "acrylic",
+];
+
+/// VITA classical shades (A1–D4, plus the bleach shades).
+pub const VITA_CLASSICAL: &[&str] = &[
+    "A1", "A2", "A3", "A3.5", "A4", "B1", "B2", "B3", "B4", "C1", "C2", "C3", "C4", "D2", "D3", "D4", "BL1",
+    "BL2", "BL3", "BL4",
+];
+
+/// VITA 3D-Master shades.
+pub const VITA_3D_MASTER: &[&str] = &[
+    "0M1", "0M2", "0M3", "1M1", "1M2", "2L1.5", "2L2.5", "2M1", "2M2", "2M3", "2R1.5", "2R2.5", "3L1.5",
+    "3L2.5", "3M1", "3M2", "3M3", "3R1.5", "3R2.5", "4L1.5", "4L2.5", "4M1", "4M2", "4M3", "4R1.5", "4R2.5",
+    "5M1", "5M2", "5M3",
+];
+
+/// Margin designs.
+pub const MARGINS: &[&str] =
+    &["chamfer", "deep_chamfer", "shoulder", "shoulder_bevel", "knife_edge", "feather_edge"];
+
+/// Occlusal contact.
+pub const OCCLUSIONS: &[&str] = &["light", "medium", "heavy", "no_contact"];
+
+/// Per-tooth attributes.
+pub const TOOTH_ATTRIBUTES: &[&str] = &["restoration", "material", "shade", "margin", "occlusion", "notes"];
+
+/// Longest free-text note.
+pub const MAX_NOTE_CHARS: usize = 2000;
+
+/// Most fields changed by one command.
+pub const MAX_CHANGES: usize = 64;
+
+/// Whether `n` is a permanent tooth in FDI notation.
+pub fn is_fdi_tooth(n: u8) -> bool {
+    (1..=4).contains(&(n / 10)) && (1..=8).contains(&(n % 10))
+}
+
+fn invalid(msg: String) -> CommandError {
+    CommandError::new(ErrorCode::InvalidRx, msg)
+}
+
+fn one_of(field: &str, value: &str, allowed: &[&str]) -> Result<(), CommandError> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(format!("`{value}` is not a valid value for {field}")))
+    }
+}
+
+fn note(field: &str, value: &str) -> Result<(), CommandError> {
+    if value.chars().count() > MAX_NOTE_CHARS {
+        return Err(invalid(format!("{field} is longer than {MAX_NOTE_CHARS} characters")));
+    }
+    Ok(())
+}
+
+/// Checks that `field` exists and `value` fits it. `None` (clearing) fits every field.
+pub fn validate(field: &str, value: Option<&str>) -> Result<(), CommandError> {
+    let parts: Vec<&str> = field.split('.').collect();
+    match parts.as_slice() {
+        ["notes"] => value.map_or(Ok(()), |v| note(field, v)),
+        ["teeth", tooth, attribute] => {
+            let tooth: u8 = tooth
+                .parse()
+                .ok()
+                .filter(|t| is_fdi_tooth(*t))
+                .ok_or_else(|| invalid(format!("`{tooth}` is not a tooth in FDI notation (11–48)")))?;
+            let _ = tooth;
+            let Some(v) = value else {
+                return if TOOTH_ATTRIBUTES.contains(attribute) {
+                    Ok(())
+                } else {
+                    Err(invalid(format!("unknown tooth attribute `{attribute}`")))
+                };
+            };
+            match *attribute {
+                "restoration" => one_of(field, v, RESTORATIONS),
+                "material" => one_of(field, v, MATERIALS),
+                "shade" => {
+                    if VITA_CLASSICAL.contains(&v) || VITA_3D_MASTER.contains(&v) {
+                        Ok(())
+                    } else {
+                        Err(invalid(format!("`{v}` is not a VITA classical or 3D-Master shade")))
+                    }
+                }
+                "margin" => one_of(field, v, MARGINS),
+                "occlusion" => one_of(field, v, OCCLUSIONS),
+                "notes" => note(field, v),
+                other => Err(invalid(format!("unknown tooth attribute `{other}`"))),
+            }
+        }
+        _ => Err(invalid(format!("unknown Rx field `{field}`"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fdi_accepts_permanent_teeth_only() {
+        for t in [11, 18, 21, 28, 31, 38, 41, 48] {
+            assert!(is_fdi_tooth(t), "{t}");
+        }
+        for t in [10, 19, 20, 29, 49, 51, 85, 0, 99] {
+            assert!(!is_fdi_tooth(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn values_are_checked_per_attribute() {
+        assert!(validate("teeth.11.shade", Some("A2")).is_ok());
+        assert!(validate("teeth.11.shade", Some("3M2")).is_ok());
+        assert!(validate("teeth.11.shade", Some("Z9")).is_err());
+        assert!(validate("teeth.19.shade", Some("A2")).is_err());
+        assert!(validate("teeth.11.material", Some("zirconia")).is_ok());
+        assert!(validate("teeth.11.material", Some("cheese")).is_err());
+        assert!(validate("teeth.11.colour", None).is_err());
+        assert!(validate("teeth.11.shade", None).is_ok());
+        assert!(validate("notes", Some("x")).is_ok());
+        assert!(validate("patient_name", Some("x")).is_err());
+        assert!(validate("notes", Some(&"x".repeat(MAX_NOTE_CHARS + 1))).is_err());
+    }
+}

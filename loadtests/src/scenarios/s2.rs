@@ -1,0 +1,199 @@
+//! S2 hot case: one case, many subscribers, one publisher.
+//! (a) throughput with a window of messages in flight, at 1,000 and 10,000 subscribers;
+//! (b) latency at a fixed offered rate (1,000 subscribers × 50 msg/s);
+//! (c) the same with 1% of readers that stop reading: everyone else's latency and the server's
+//!     memory stay bounded, and the stalled ones get `resync` (seen when they read again), are
+//!     closed, and resume with `since` without a gap.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::{Ctx, Monitor, Snapshot, failed, measure, report, server_log, start_clock, tally};
+use crate::report::{Compare, Report, print};
+use crate::run::{Pace, PubSpec, SubSpec, publish_all, subscribe_all};
+use crate::target::Kind;
+
+/// Sizes.
+#[derive(Clone, Debug)]
+pub struct Params {
+    /// Subscriber counts for (a).
+    pub throughput_subs: Vec<usize>,
+    /// Messages in flight for (a).
+    pub window: u64,
+    /// Publishing time of (a).
+    pub throughput_time: Duration,
+    /// Subscribers for (b) and (c).
+    pub rate_subs: usize,
+    /// Messages per second for (b) and (c).
+    pub rate: f64,
+    /// Publishing time of (b).
+    pub rate_time: Duration,
+    /// Publishing time of (c), after which the stalled readers read again. Long enough for
+    /// the stalled sockets to fall more than the server's queue (1,024 frames) behind.
+    pub stall_time: Duration,
+    /// Share of stalled readers in (c).
+    pub stalled_share: f64,
+    /// Publishing before the stall starts.
+    pub warmup: Duration,
+    /// Which parts to run: any of `abc`.
+    pub parts: String,
+}
+
+impl Params {
+    /// The full run.
+    pub fn full() -> Self {
+        Self {
+            throughput_subs: vec![1_000, 10_000],
+            window: 64,
+            throughput_time: Duration::from_secs(10),
+            rate_subs: 1_000,
+            rate: 50.0,
+            rate_time: Duration::from_secs(20),
+            stall_time: Duration::from_secs(80),
+            stalled_share: 0.01,
+            warmup: Duration::from_secs(2),
+            parts: "abc".into(),
+        }
+    }
+
+    /// The smoke run.
+    pub fn smoke() -> Self {
+        Self {
+            throughput_subs: vec![50],
+            window: 16,
+            throughput_time: Duration::from_secs(2),
+            rate_subs: 50,
+            rate: 100.0,
+            rate_time: Duration::from_secs(1),
+            stall_time: Duration::from_secs(2),
+            stalled_share: 0.1,
+            warmup: Duration::from_millis(200),
+            parts: "abc".into(),
+        }
+    }
+}
+
+/// Runs (a), (b) and (c) and prints their tables.
+pub async fn run(ctx: &Ctx, p: &Params) -> Vec<Report> {
+    let mut all = Vec::new();
+    let throughput: &[usize] = if p.parts.contains('a') { &p.throughput_subs } else { &[] };
+    for &n in throughput {
+        let title = format!("S2a hot case throughput: {n} subscribers, {} messages in flight", p.window);
+        let name = format!("S2a {n} subs");
+        let mut reports = Vec::new();
+        for kind in ctx.targets(true, false) {
+            let pace = Pace::Window { window: p.window, subscribers: n as u64 };
+            let r = one(ctx, kind, &name, n, 0, pace, p.throughput_time, Duration::ZERO).await;
+            reports.push(r.unwrap_or_else(|e| failed(&name, kind, &e)));
+        }
+        print(&title, &reports, Compare::Throughput);
+        all.extend(reports);
+    }
+    let n = p.rate_subs;
+    if !p.parts.contains('b') {
+        return stalled(ctx, p, all).await;
+    }
+    let title = format!("S2b hot case latency: {n} subscribers x {} msg/s", p.rate);
+    let name = format!("S2b {n} subs x {} msg/s", p.rate);
+    let mut reports = Vec::new();
+    for kind in ctx.targets(true, false) {
+        let r = one(ctx, kind, &name, n, 0, Pace::Rate(p.rate), p.rate_time, Duration::ZERO).await;
+        reports.push(r.unwrap_or_else(|e| failed(&name, kind, &e)));
+    }
+    print(&title, &reports, Compare::P99);
+    all.extend(reports);
+    stalled(ctx, p, all).await
+}
+
+async fn stalled(ctx: &Ctx, p: &Params, mut all: Vec<Report>) -> Vec<Report> {
+    if !p.parts.contains('c') {
+        return all;
+    }
+    let n = p.rate_subs;
+    let stalled = ((n as f64 * p.stalled_share).round() as usize).max(1);
+    let title = format!(
+        "S2c hot case with stalled readers: {n} subscribers x {} msg/s, {stalled} stop reading",
+        p.rate
+    );
+    let name = format!("S2c {n} subs, {stalled} stalled");
+    let mut reports = Vec::new();
+    // A stalled reader does not answer pings either; the server drops a socket silent for three
+    // heartbeats (45 s by default). Longer heartbeats let the stall outlast the kernel's and the
+    // queue's buffering, so that it is the queue bound that ends it (the baseline has none).
+    let mut ctx = ctx.clone();
+    if !ctx.smoke {
+        ctx.launcher.server_env.push(("ARTICULA_WS_HEARTBEAT_SECS".into(), "60".into()));
+    }
+    // The baseline has no store: it can serve the stalled readers' resumes only from memory.
+    ctx.launcher.baseline_ring = 16_384;
+    let ctx = &ctx;
+    for kind in ctx.targets(false, false) {
+        let r = one(ctx, kind, &name, n, stalled, Pace::Rate(p.rate), p.stall_time, p.warmup).await;
+        reports.push(r.unwrap_or_else(|e| failed(&name, kind, &e)));
+    }
+    print(&title, &reports, Compare::P99);
+    all.extend(reports);
+    all
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn one(
+    ctx: &Ctx,
+    kind: Kind,
+    name: &str,
+    subs: usize,
+    stalled: usize,
+    pace: Pace,
+    time: Duration,
+    warmup: Duration,
+) -> Result<Report> {
+    let t = ctx.start(kind).await?;
+    let cases = t.create_cases(1).await?;
+    let sh = ctx.shared(&t, cases)?;
+    // Stalled readers are spread evenly; their receive buffer is small so that the backlog
+    // builds up in the server (where its bound is enforced), not in the kernel.
+    let every = subs.checked_div(stalled).unwrap_or(usize::MAX).max(1);
+    let specs = (0..subs)
+        .map(|i| {
+            let stalls = stalled > 0 && i % every == every - 1;
+            SubSpec { case: 0, stalls, recv_buffer: stalls.then_some(4096), storm: None }
+        })
+        .collect();
+    let subscribers = subscribe_all(&sh, specs, ctx.connect_concurrency).await;
+    let pace = match pace {
+        Pace::Window { window, .. } => Pace::Window { window, subscribers: sh.ready_count() as u64 },
+        p => p,
+    };
+    let before = Snapshot::take(&t)?;
+    let mon = Monitor::start(t.pid());
+    let started = start_clock();
+    let spec = PubSpec { cases: vec![0], pace, duration: time + warmup, max_messages: u64::MAX };
+    let publisher = {
+        let sh = sh.clone();
+        tokio::spawn(async move { publish_all(&sh, vec![spec]).await })
+    };
+    if stalled > 0 {
+        tokio::time::sleep(warmup).await;
+        sh.start_stall();
+    }
+    let pubs = publisher.await?;
+    let after = Snapshot::take(&t)?;
+    sh.finish_publishing();
+    let outcomes = subscribers.join().await;
+    let mut r = report(name, &t, sh.ready_count() + 1);
+    measure(&mut r, &sh, started, &before, &after, mon.stop());
+    tally(&mut r, &outcomes, &pubs);
+    server_log(&mut r, &t);
+    r.set(
+        "rss_growth_mib",
+        ((after.server.rss_kib as f64 - before.server.rss_kib as f64) / 1024.0 * 10.0).round() / 10.0,
+    );
+    if stalled > 0 {
+        let stalled_out: Vec<_> = outcomes.iter().filter(|o| o.resyncs > 0).collect();
+        r.set("stalled", stalled as u64);
+        r.set("stalled_resynced", stalled_out.len() as u64);
+        r.set("stalled_resumed", stalled_out.iter().filter(|o| o.resumes > 0).count() as u64);
+    }
+    Ok(r)
+}

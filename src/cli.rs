@@ -1,0 +1,281 @@
+//! The `articula` command line: the server and the administration an operator needs to start
+//! from nothing.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use articula_actors::clock::now_ms;
+use articula_protocol::{OrgKind, Role};
+use clap::{Parser, Subcommand};
+
+use crate::auth::password::{Passwords, check_new_password};
+use crate::auth::{normalize_email, tokens};
+use crate::config::Settings;
+use crate::startup::Application;
+use crate::store::Db;
+use crate::store::users::UserStatus;
+
+/// Articula: realtime collaboration for dental clinics and labs.
+#[derive(Parser, Debug)]
+#[command(name = "articula", version, about)]
+pub struct Cli {
+    /// A TOML configuration file (ARTICULA_* variables override it).
+    #[arg(long, global = true, env = "ARTICULA_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the server.
+    Serve {
+        /// Seed a demo clinic, lab, users and cases, and print the sign-ins.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Organisations.
+    #[command(subcommand)]
+    Org(OrgCmd),
+    /// Users.
+    #[command(subcommand)]
+    User(UserCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum OrgCmd {
+    /// Create a clinic or a lab; prints its id.
+    Create {
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// `clinic` or `lab`.
+        #[arg(long)]
+        kind: OrgKind,
+    },
+    /// List organisations.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCmd {
+    /// Create a user with a password (read from stdin with --password-stdin, else generated and
+    /// printed once) and a role in an organisation.
+    Create {
+        /// E-mail.
+        #[arg(long)]
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Organisation (id or name).
+        #[arg(long)]
+        org: String,
+        /// Role: doctor, clinic_admin, lab_tech, lab_admin, owner, auditor.
+        #[arg(long)]
+        role: Role,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Invite a user: creates the account without a password and prints a one-time invitation
+    /// (valid 7 days) with which they choose one.
+    Invite {
+        /// E-mail.
+        #[arg(long)]
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Organisation (id or name).
+        #[arg(long)]
+        org: String,
+        /// Role.
+        #[arg(long)]
+        role: Role,
+    },
+    /// Give an existing user a role in an organisation.
+    Grant {
+        /// E-mail.
+        #[arg(long)]
+        email: String,
+        /// Organisation (id or name).
+        #[arg(long)]
+        org: String,
+        /// Role.
+        #[arg(long)]
+        role: Role,
+    },
+    /// List users and their roles.
+    List {
+        /// Only members of this organisation (id or name).
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Revoke a user: every membership and session ends and their live sockets close.
+    Revoke {
+        /// E-mail.
+        #[arg(long)]
+        email: String,
+    },
+}
+
+/// Parses the command line and runs it.
+pub async fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(&settings);
+    let res = match cli.command {
+        Cmd::Serve { demo } => serve(settings, demo).await,
+        Cmd::Org(cmd) => org(settings, cmd).await,
+        Cmd::User(cmd) => user(settings, cmd).await,
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    tracing::info!(url = %app.url(), "listening");
+    if demo {
+        let printed = crate::demo::seed(&app.state()).await.context("seeding the demo")?;
+        println!("\nArticula is running at {}\n", app.url());
+        println!("{printed}");
+    } else {
+        println!("Articula is running at {}", app.url());
+    }
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<Db> {
+    crate::startup::install_crypto_provider();
+    Db::connect(settings).await.context("database")
+}
+
+async fn find_org(db: &Db, org: &str) -> anyhow::Result<crate::store::users::Org> {
+    db.find_org(org).await?.with_context(|| format!("no organisation {org:?}"))
+}
+
+fn check_role(role: Role, kind: OrgKind) -> anyhow::Result<()> {
+    if !role.fits(kind) {
+        bail!("the role {role} does not exist in a {kind}");
+    }
+    Ok(())
+}
+
+async fn org(settings: Settings, cmd: OrgCmd) -> anyhow::Result<()> {
+    let db = connect(&settings).await?;
+    match cmd {
+        OrgCmd::Create { name, kind } => {
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > 200 {
+                bail!("the name must have 1 to 200 characters");
+            }
+            let org = db.create_org(name, kind, now_ms()).await.map_err(|e| {
+                if e.is_unique_violation() {
+                    anyhow::anyhow!("a {kind} named {name:?} exists already")
+                } else {
+                    e.into()
+                }
+            })?;
+            println!("{}", org.id);
+        }
+        OrgCmd::List => {
+            for o in db.list_orgs(None).await? {
+                println!("{}\t{}\t{}", o.id, o.kind, o.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn user(settings: Settings, cmd: UserCmd) -> anyhow::Result<()> {
+    let db = connect(&settings).await?;
+    let now = now_ms();
+    match cmd {
+        UserCmd::Create { email, name, org, role, password_stdin } => {
+            let email = normalize_email(&email).map_err(|e| anyhow::anyhow!(e.message))?;
+            let org = find_org(&db, &org).await?;
+            check_role(role, org.kind)?;
+            let (password, generated) = if password_stdin {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s)?;
+                (s.trim_end_matches(['\r', '\n']).to_owned(), false)
+            } else {
+                (hex::encode(rand::random::<[u8; 9]>()), true)
+            };
+            check_new_password(&password).map_err(|e| anyhow::anyhow!(e))?;
+            let passwords = Passwords::new(settings.argon2_memory_kib, settings.argon2_iterations)?;
+            let hash = passwords.hash(&password).await?;
+            let id = db
+                .create_user(&email, name.trim(), Some(&hash), UserStatus::Active, now)
+                .await
+                .map_err(|e| {
+                    if e.is_unique_violation() { anyhow::anyhow!("{email} exists already") } else { e.into() }
+                })?;
+            db.add_membership(id, org.id, role, now).await?;
+            println!("created {email} ({role} of {}) id {id}", org.name);
+            if generated {
+                println!("password: {password}");
+            }
+        }
+        UserCmd::Invite { email, name, org, role } => {
+            let email = normalize_email(&email).map_err(|e| anyhow::anyhow!(e.message))?;
+            let org = find_org(&db, &org).await?;
+            check_role(role, org.kind)?;
+            let id =
+                db.create_user(&email, name.trim(), None, UserStatus::Invited, now).await.map_err(|e| {
+                    if e.is_unique_violation() { anyhow::anyhow!("{email} exists already") } else { e.into() }
+                })?;
+            db.add_membership(id, org.id, role, now).await?;
+            let (token, hash) = tokens::new_token("inv");
+            db.create_invitation(id, &hash, now, now + 7 * 86_400_000).await?;
+            println!("invited {email} ({role} of {})", org.name);
+            println!("invitation (valid 7 days, once): {token}");
+            println!(
+                "they set a password with POST /api/v1/auth/accept-invitation {{\"token\", \"password\"}}"
+            );
+        }
+        UserCmd::Grant { email, org, role } => {
+            let email = normalize_email(&email).map_err(|e| anyhow::anyhow!(e.message))?;
+            let user = db.user_by_email(&email).await?.with_context(|| format!("no user {email}"))?;
+            let org = find_org(&db, &org).await?;
+            check_role(role, org.kind)?;
+            db.add_membership(user.id, org.id, role, now).await?;
+            println!("{email} is now {role} of {}", org.name);
+        }
+        UserCmd::List { org } => {
+            let org = match org {
+                Some(o) => Some(find_org(&db, &o).await?.id),
+                None => None,
+            };
+            for (u, ms) in db.list_users(org).await? {
+                let roles: Vec<String> = ms.iter().map(|m| format!("{}@{}", m.role, m.org_name)).collect();
+                let status: &'static str = u.status.into();
+                println!("{}\t{}\t{}\t{}\t{}", u.id, u.email, status, u.name, roles.join(","));
+            }
+        }
+        UserCmd::Revoke { email } => {
+            let email = normalize_email(&email).map_err(|e| anyhow::anyhow!(e.message))?;
+            let user = db.user_by_email(&email).await?.with_context(|| format!("no user {email}"))?;
+            db.revoke_user(user.id, "revoked_by_operator", now).await?;
+            println!("revoked {email}: memberships and sessions ended; live sockets close within a second");
+        }
+    }
+    db.close().await;
+    Ok(())
+}

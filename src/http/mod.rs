@@ -1,0 +1,79 @@
+//! The REST API under `/api/v1`, health and metrics, and the WebSocket endpoint.
+
+pub mod assets;
+pub mod auth;
+pub mod cases;
+pub mod files;
+pub mod headers;
+pub mod health;
+pub mod openapi;
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::{HttpRequest, Resource, web};
+use articula_protocol::ErrorCode;
+
+use crate::error::ApiError;
+
+fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let e = match &err {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
+        }
+        JsonPayloadError::ContentType => {
+            ApiError::new(ErrorCode::UnsupportedMediaType, "send JSON with Content-Type: application/json")
+        }
+        JsonPayloadError::Deserialize(d) => {
+            let msg = d.to_string();
+            if msg.contains("unknown field") {
+                ApiError::new(ErrorCode::UnknownField, msg)
+            } else if d.is_data() {
+                ApiError::new(ErrorCode::ValidationFailed, msg)
+            } else {
+                ApiError::new(ErrorCode::InvalidJson, format!("invalid JSON: {msg}"))
+            }
+        }
+        _ => ApiError::new(ErrorCode::InvalidJson, "invalid JSON body"),
+    };
+    e.into()
+}
+
+fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::invalid(format!("invalid query: {err}")).into()
+}
+
+fn path_error(_err: PathError, _req: &HttpRequest) -> actix_web::Error {
+    // A malformed id is answered exactly like a missing one.
+    ApiError::not_found("resource").into()
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found("route"))
+}
+
+async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route"))
+}
+
+/// A resource whose unmatched methods answer 405 with a JSON error.
+pub fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// Every route.
+pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
+    cfg.app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
+        .app_data(web::QueryConfig::default().error_handler(query_error))
+        .app_data(web::PathConfig::default().error_handler(path_error))
+        .service(resource("/healthz").route(web::get().to(health::healthz)))
+        .service(resource("/metrics").route(web::get().to(health::metrics)))
+        .service(
+            web::scope("/api/v1")
+                .service(resource("/openapi.json").route(web::get().to(openapi::document)))
+                .configure(auth::routes)
+                .configure(cases::routes)
+                .configure(files::routes)
+                .service(resource("/ws").route(web::get().to(crate::ws::endpoint)))
+                .default_service(web::to(not_found)),
+        )
+        .default_service(web::get().to(assets::serve));
+}

@@ -1,0 +1,177 @@
+//! Builds the application from settings: database, actors, HTTP server.
+
+use std::net::TcpListener;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use actix::Actor;
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, middleware, web};
+use anyhow::Context;
+use articula_actors::ports::CaseStore;
+use articula_actors::{CaseConfig, CaseRegistry, OrgHubs, PersistenceActor, PersistenceConfig};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::auth::Auth;
+use crate::auth::password::Passwords;
+use crate::config::Settings;
+use crate::revocation::Revocations;
+use crate::state::AppState;
+use crate::store::Db;
+use crate::store::events::SqlCaseStore;
+use crate::{http, tls};
+
+/// A socket that leaves sent data unacknowledged this long (a vanished or frozen client) is
+/// aborted by the kernel — the last line of defence for sockets whose readers stopped reading.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Most bytes the kernel holds unsent per socket. Without it, send buffers autotune to
+/// megabytes, and a reader that stopped reading would be noticed (resync) only after the kernel
+/// had swallowed megabytes on its behalf. Unacknowledged in-flight data is not limited by this,
+/// so throughput over long links is unaffected.
+const TCP_NOTSENT_LOWAT: u32 = 128 * 1024;
+
+fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    // Only the first application of a process installs the recorder (tests start many).
+    if metrics::set_global_recorder(recorder).is_ok() {
+        let _ = HANDLE.set(handle.clone());
+    }
+    HANDLE.get().cloned().context("metrics recorder")
+}
+
+/// Installs the TLS crypto provider once per process.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+fn tune_socket(conn: &dyn std::any::Any) {
+    type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_rt::net::TcpStream>;
+    let tcp = if let Some(tls) = conn.downcast_ref::<Tls>() {
+        tls.get_ref().0
+    } else if let Some(tcp) = conn.downcast_ref::<actix_rt::net::TcpStream>() {
+        tcp
+    } else {
+        return;
+    };
+    let sock = socket2::SockRef::from(tcp);
+    let _ = sock.set_tcp_user_timeout(Some(TCP_USER_TIMEOUT));
+    let _ = sock.set_tcp_notsent_lowat(TCP_NOTSENT_LOWAT);
+    let _ = sock.set_tcp_nodelay(true);
+}
+
+/// A built application, listening but not yet serving.
+pub struct Application {
+    port: u16,
+    url: String,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Connects the database, starts the actors and binds the listener. Must run inside an
+    /// actix system.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        install_crypto_provider();
+        let metrics = metrics_handle()?;
+        let settings = Arc::new(settings);
+        let db = Db::connect(&settings).await.context("database")?;
+        let passwords = Passwords::new(settings.argon2_memory_kib, settings.argon2_iterations)?;
+        let revocations = Arc::new(Revocations::default());
+        revocations.spawn_watcher(db.clone(), Duration::from_millis(250));
+
+        let store: Arc<dyn CaseStore> = Arc::new(SqlCaseStore::new(db.clone()));
+        let persistence = PersistenceActor::new(
+            store.clone(),
+            PersistenceConfig {
+                max_batch: settings.commit_max_batch,
+                interval: Duration::from_millis(settings.commit_interval_ms),
+                ..Default::default()
+            },
+        )
+        .start();
+        let hubs = Arc::new(OrgHubs::new(settings.subscriber_queue));
+        let registry = CaseRegistry::new(
+            store,
+            persistence,
+            hubs,
+            CaseConfig {
+                subscriber_queue: settings.subscriber_queue,
+                resume_ring: settings.resume_ring,
+                idle_after: Duration::from_secs(settings.case_idle_secs),
+                ..Default::default()
+            },
+        );
+
+        let keyring = Arc::new(crate::objects::keys::Keyring::load(&settings, db.clone())?);
+        let files = Arc::new(crate::uploads::Files::new(&settings, keyring).await.context("object storage")?);
+        files.spawn_expiry(db.clone());
+        let state = web::Data::new(AppState {
+            auth: Auth::new(&settings, db.clone(), passwords, revocations.clone()),
+            ws_limiter: AppState::command_limiter(&settings),
+            settings: settings.clone(),
+            db,
+            registry,
+            revocations,
+            metrics,
+            files,
+        });
+        if let Some(t) = crate::uploads::transcribe::Transcriber::from_settings(&settings) {
+            crate::uploads::transcribe::spawn(state.clone().into_inner(), t);
+        }
+
+        let tls = tls::server_config(&settings)?;
+        let listener =
+            TcpListener::bind(&settings.bind).with_context(|| format!("binding {}", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let url = settings.public_url(port);
+        let max_body = settings.max_body_bytes;
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(http::headers::security_headers())
+                .wrap(middleware::Compress::default())
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .configure(|cfg| http::routes(cfg, max_body))
+        })
+        .on_connect(|conn, _ext| tune_socket(conn))
+        .shutdown_timeout(5);
+        let server = if settings.workers > 0 { server.workers(settings.workers) } else { server };
+        let server = match tls {
+            Some(cfg) => server.listen_rustls_0_23(listener, cfg)?,
+            None => server.listen(listener)?,
+        };
+        Ok(Self { port, url, server: server.run(), state })
+    }
+
+    /// The port listened on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL people open.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The shared state (for the demo seeder and tests).
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// A handle to stop the server.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

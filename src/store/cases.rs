@@ -1,0 +1,331 @@
+//! Cases and their read models, always filtered by the caller's memberships inside the SQL.
+//!
+//! Queries are composed from constant fragments only (`AssertSqlSafe`); every value is bound.
+
+use articula_actors::CaseAccess;
+use articula_actors::policy::at_risk;
+use articula_protocol::{CaseId, CaseStatus, CaseSummary, OrgId, UserId};
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Db, StoreError, parse};
+use crate::with_db;
+
+/// The visibility rule of DESIGN §2, with `$1` = the caller's user id: the case's own doctor (still
+/// a doctor of its clinic), any clinic admin of its clinic, and the technicians and admins of the
+/// lab it is routed to once it is no longer a draft. Owners and auditors see no case content.
+pub const VISIBLE: &str = "(
+    (c.doctor_id = $1 AND EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.clinic_id
+        AND m.role = 'doctor' AND m.revoked_at IS NULL))
+    OR EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.clinic_id
+        AND m.role = 'clinic_admin' AND m.revoked_at IS NULL)
+    OR (c.status <> 'draft' AND EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.lab_id
+        AND m.role IN ('lab_tech', 'lab_admin') AND m.revoked_at IS NULL))
+)";
+
+/// A case as the REST API shows it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct CaseView {
+    /// Id.
+    #[schema(value_type = String)]
+    pub id: CaseId,
+    /// De-identified label.
+    pub label: String,
+    /// Status.
+    #[schema(value_type = String)]
+    pub status: CaseStatus,
+    /// Status a case on hold returns to.
+    #[schema(value_type = Option<String>)]
+    pub status_before_hold: Option<CaseStatus>,
+    /// Due date `YYYY-MM-DD`.
+    pub due_date: Option<String>,
+    /// Due soon and not far enough along.
+    pub at_risk: bool,
+    /// Clinic.
+    #[schema(value_type = String)]
+    pub clinic_id: OrgId,
+    /// Clinic name.
+    pub clinic_name: String,
+    /// Doctor.
+    #[schema(value_type = String)]
+    pub doctor_id: UserId,
+    /// Doctor's name.
+    pub doctor_name: String,
+    /// Lab.
+    #[schema(value_type = Option<String>)]
+    pub lab_id: Option<OrgId>,
+    /// Lab name.
+    pub lab_name: Option<String>,
+    /// Created (ms).
+    pub created_at: i64,
+    /// Last activity (ms).
+    pub last_activity: i64,
+    /// Latest event seq.
+    pub last_seq: u64,
+    /// Seq of the last Rx change.
+    pub rx_version: u64,
+}
+
+impl CaseView {
+    /// The board summary of this case.
+    pub fn summary(&self) -> CaseSummary {
+        CaseSummary {
+            case_id: self.id,
+            label: self.label.clone(),
+            status: self.status,
+            due_date: self.due_date.clone(),
+            at_risk: self.at_risk,
+            last_activity: self.last_activity,
+            doctor_id: self.doctor_id,
+            clinic_id: self.clinic_id,
+            lab_id: self.lab_id,
+            seq: self.last_seq,
+        }
+    }
+}
+
+/// Filters of the case list.
+#[derive(Clone, Debug, Default)]
+pub struct CaseFilter {
+    /// Only this status.
+    pub status: Option<CaseStatus>,
+    /// Label contains (case-insensitive).
+    pub q: Option<String>,
+    /// Only this lab.
+    pub lab_id: Option<OrgId>,
+    /// Only this doctor.
+    pub doctor_id: Option<UserId>,
+    /// Due on or before.
+    pub due_before: Option<String>,
+    /// Page size.
+    pub limit: i64,
+    /// Offset.
+    pub offset: i64,
+}
+
+const VIEW_COLS: &str = "c.id, c.label, c.status, c.status_before_hold, c.due_date, c.clinic_id, co.name AS clinic_name,
+    c.doctor_id, u.name AS doctor_name, c.lab_id, lo.name AS lab_name, c.created_at, c.last_activity, c.last_seq, c.rx_version";
+const VIEW_FROM: &str = "FROM cases c JOIN orgs co ON co.id = c.clinic_id JOIN users u ON u.id = c.doctor_id
+    LEFT JOIN orgs lo ON lo.id = c.lab_id";
+
+fn view_from_row<R: Row>(r: &R, today: time::Date) -> Result<CaseView, StoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'q> sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'q> sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+{
+    let id: String = r.try_get("id")?;
+    let status: String = r.try_get("status")?;
+    let before: Option<String> = r.try_get("status_before_hold")?;
+    let clinic: String = r.try_get("clinic_id")?;
+    let doctor: String = r.try_get("doctor_id")?;
+    let lab: Option<String> = r.try_get("lab_id")?;
+    let status: CaseStatus = parse(&status, "status")?;
+    let before: Option<CaseStatus> = before.map(|b| parse(&b, "status")).transpose()?;
+    let due_date: Option<String> = r.try_get("due_date")?;
+    Ok(CaseView {
+        id: parse(&id, "case id")?,
+        label: r.try_get("label")?,
+        at_risk: at_risk(status, before, due_date.as_deref(), today),
+        status,
+        status_before_hold: before,
+        due_date,
+        clinic_id: parse(&clinic, "org id")?,
+        clinic_name: r.try_get("clinic_name")?,
+        doctor_id: parse(&doctor, "user id")?,
+        doctor_name: r.try_get("doctor_name")?,
+        lab_id: lab.map(|l| parse(&l, "org id")).transpose()?,
+        lab_name: r.try_get("lab_name")?,
+        created_at: r.try_get("created_at")?,
+        last_activity: r.try_get("last_activity")?,
+        last_seq: r.try_get::<i64, _>("last_seq")? as u64,
+        rx_version: r.try_get::<i64, _>("rx_version")? as u64,
+    })
+}
+
+/// Someone who can see a case (for showing names instead of ids).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct Participant {
+    /// User id.
+    #[schema(value_type = String)]
+    pub user_id: UserId,
+    /// Display name.
+    pub name: String,
+    /// Their roles on this case: `doctor`, `clinic_admin`, `lab_tech`, `lab_admin`.
+    pub roles: Vec<String>,
+    /// `clinic` or `lab`.
+    pub side: &'static str,
+}
+
+/// Which cases a board shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BoardScope {
+    /// Every case of a clinic (clinic admins).
+    Clinic(OrgId),
+    /// A doctor's own cases in a clinic.
+    Doctor(OrgId, UserId),
+    /// Cases routed to a lab, once submitted.
+    Lab(OrgId),
+}
+
+impl BoardScope {
+    /// The organisation whose board it is.
+    pub fn org(&self) -> OrgId {
+        match self {
+            BoardScope::Clinic(o) | BoardScope::Doctor(o, _) | BoardScope::Lab(o) => *o,
+        }
+    }
+}
+
+/// Finished cases stay on the board this long after their last activity.
+const BOARD_KEEP_FINISHED_MS: i64 = 7 * 24 * 3600 * 1000;
+
+impl Db {
+    /// Everyone who can see a case (its doctor, the clinic's admins, the lab's members once the
+    /// case is submitted), with their names. Callers must have checked access first.
+    pub async fn participants(&self, case: CaseId) -> Result<Vec<Participant>, StoreError> {
+        let rows: Vec<(String, String, String)> = with_db!(self, pool => {
+            sqlx::query(
+                "SELECT u.id, u.name, m.role FROM cases c
+                   JOIN memberships m ON m.revoked_at IS NULL AND (
+                        (m.org_id = c.clinic_id AND m.role = 'doctor' AND m.user_id = c.doctor_id)
+                     OR (m.org_id = c.clinic_id AND m.role = 'clinic_admin')
+                     OR (m.org_id = c.lab_id AND c.status <> 'draft' AND m.role IN ('lab_tech', 'lab_admin')))
+                   JOIN users u ON u.id = m.user_id AND u.status = 'active'
+                 WHERE c.id = $1 ORDER BY u.name, m.role",
+            )
+            .bind(case.to_string())
+            .fetch_all(pool).await?
+            .iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("name")?, r.try_get("role")?)))
+            .collect::<Result<_, StoreError>>()?
+        });
+        let mut out: Vec<Participant> = Vec::new();
+        for (id, name, role) in rows {
+            let user_id: UserId = parse(&id, "user id")?;
+            let side = if role.starts_with("lab") { "lab" } else { "clinic" };
+            match out.iter_mut().find(|p| p.user_id == user_id) {
+                Some(p) => p.roles.push(role),
+                None => out.push(Participant { user_id, name, roles: vec![role], side }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The caller's relation to a case, or `None` when they may not see it (or it does not exist).
+    pub async fn case_access(&self, user: UserId, case: CaseId) -> Result<Option<CaseAccess>, StoreError> {
+        let row = with_db!(self, pool => {
+            let r = sqlx::query(
+                "SELECT
+                   (c.doctor_id = $1 AND EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.clinic_id
+                      AND m.role = 'doctor' AND m.revoked_at IS NULL)) AS is_doctor,
+                   EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.clinic_id
+                      AND m.role = 'clinic_admin' AND m.revoked_at IS NULL) AS is_admin,
+                   (c.status <> 'draft' AND EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.lab_id
+                      AND m.role = 'lab_tech' AND m.revoked_at IS NULL)) AS is_tech,
+                   (c.status <> 'draft' AND EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.lab_id
+                      AND m.role = 'lab_admin' AND m.revoked_at IS NULL)) AS is_lab_admin
+                 FROM cases c WHERE c.id = $2",
+            )
+            .bind(user.to_string()).bind(case.to_string())
+            .fetch_optional(pool).await?;
+            match r {
+                None => None,
+                Some(r) => Some((
+                    r.try_get::<bool, _>("is_doctor")?,
+                    r.try_get::<bool, _>("is_admin")?,
+                    r.try_get::<bool, _>("is_tech")?,
+                    r.try_get::<bool, _>("is_lab_admin")?,
+                )),
+            }
+        });
+        Ok(row
+            .map(|(doctor, clinic_admin, lab_tech, lab_admin)| CaseAccess {
+                user_id: user,
+                doctor,
+                clinic_admin,
+                lab_tech,
+                lab_admin,
+            })
+            .filter(CaseAccess::any))
+    }
+
+    /// One case, if the caller may see it.
+    pub async fn case_view(
+        &self,
+        user: UserId,
+        case: CaseId,
+        today: time::Date,
+    ) -> Result<Option<CaseView>, StoreError> {
+        with_db!(self, pool => {
+            let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {VIEW_COLS} {VIEW_FROM} WHERE {VISIBLE} AND c.id = $2")))
+                .bind(user.to_string()).bind(case.to_string())
+                .fetch_optional(pool).await?;
+            r.map(|r| view_from_row(&r, today)).transpose()
+        })
+    }
+
+    /// The cases the caller may see, most recently active first.
+    pub async fn list_cases(
+        &self,
+        user: UserId,
+        f: &CaseFilter,
+        today: time::Date,
+    ) -> Result<Vec<CaseView>, StoreError> {
+        let q = f.q.as_ref().map(|q| {
+            let escaped = q.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        with_db!(self, pool => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {VIEW_COLS} {VIEW_FROM} WHERE {VISIBLE}
+                   AND ($2 IS NULL OR c.status = $2)
+                   AND ($3 IS NULL OR LOWER(c.label) LIKE $3 ESCAPE '\\')
+                   AND ($4 IS NULL OR c.lab_id = $4)
+                   AND ($5 IS NULL OR c.doctor_id = $5)
+                   AND ($6 IS NULL OR (c.due_date IS NOT NULL AND c.due_date <= $6))
+                 ORDER BY c.last_activity DESC, c.id LIMIT $7 OFFSET $8"
+            )))
+            .bind(user.to_string())
+            .bind(f.status.map(|s| s.as_str()))
+            .bind(q)
+            .bind(f.lab_id.map(|l| l.to_string()))
+            .bind(f.doctor_id.map(|d| d.to_string()))
+            .bind(f.due_before.clone())
+            .bind(f.limit)
+            .bind(f.offset)
+            .fetch_all(pool).await?
+            .iter().map(|r| view_from_row(r, today)).collect()
+        })
+    }
+
+    /// The cases a board shows.
+    pub async fn board(
+        &self,
+        scope: BoardScope,
+        now: i64,
+        today: time::Date,
+    ) -> Result<Vec<CaseSummary>, StoreError> {
+        let (clinic, doctor, lab) = match scope {
+            BoardScope::Clinic(o) => (Some(o), None, None),
+            BoardScope::Doctor(o, d) => (Some(o), Some(d), None),
+            BoardScope::Lab(o) => (None, None, Some(o)),
+        };
+        let rows: Vec<CaseView> = with_db!(self, pool => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {VIEW_COLS} {VIEW_FROM} WHERE
+                   ($1 IS NULL OR c.clinic_id = $1) AND ($2 IS NULL OR c.doctor_id = $2)
+                   AND ($3 IS NULL OR (c.lab_id = $3 AND c.status <> 'draft'))
+                   AND (c.status NOT IN ('closed', 'cancelled') OR c.last_activity > $4)
+                 ORDER BY c.due_date IS NULL, c.due_date, c.last_activity DESC LIMIT 2000"
+            )))
+            .bind(clinic.map(|o| o.to_string()))
+            .bind(doctor.map(|d| d.to_string()))
+            .bind(lab.map(|o| o.to_string()))
+            .bind(now - BOARD_KEEP_FINISHED_MS)
+            .fetch_all(pool).await?
+            .iter().map(|r| view_from_row(r, today)).collect::<Result<_, _>>()?
+        });
+        Ok(rows.iter().map(CaseView::summary).collect())
+    }
+}

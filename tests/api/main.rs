@@ -1,0 +1,15 @@
+//! Black-box tests of the server through HTTPS, WebSocket and the CLI. Every test runs against a
+//! fresh server on SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is the assertion
+
+#[path = "../support/clamd.rs"]
+mod clamd;
+mod helpers;
+mod s3;
+
+mod auth;
+mod cases;
+mod files;
+mod realtime;
+mod security;

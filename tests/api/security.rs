@@ -1,0 +1,363 @@
+//! TLS 1.3 only, security headers, OpenAPI coverage, bad input, configuration errors, CLI.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::*;
+
+both_backends!(
+    tls_1_2_is_refused_and_1_3_accepted,
+    every_response_carries_the_security_headers,
+    openapi_documents_every_rest_route,
+    bad_bodies_get_clear_codes_and_change_nothing,
+    health_and_metrics_answer,
+    the_cli_administers_users,
+);
+
+fn handshake(
+    port: u16,
+    cert: &[u8],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<String, String> {
+    let config = tls_client_config(cert, versions);
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").map_err(|e| e.to_string())?;
+    let mut conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).map_err(|e| e.to_string())?;
+    }
+    Ok(format!("{:?}", conn.protocol_version()))
+}
+
+async fn tls_1_2_is_refused_and_1_3_accepted(app: TestApp) {
+    let (port, cert) = (app.port, app.cert_pem.clone());
+    let res = tokio::task::spawn_blocking(move || {
+        (
+            handshake(port, &cert, &[&rustls::version::TLS12]),
+            handshake(port, &cert, &[&rustls::version::TLS13]),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(res.0.is_err(), "TLS 1.2 handshake succeeded: {:?}", res.0);
+    assert_eq!(res.1, Ok("Some(TLSv1_3)".to_owned()));
+    // Plain HTTP on the TLS port gets nowhere either.
+    let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{}/healthz", app.port)).send().await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}
+
+async fn every_response_carries_the_security_headers(app: TestApp) {
+    let clinic = app.org("C", articula_protocol::OrgKind::Clinic).await;
+    app.user("doc@t.test", clinic, articula_protocol::Role::Doctor).await;
+    let s = app.login("doc@t.test", "clinic").await;
+    let responses = vec![
+        app.http.get(app.path("/healthz")).send().await.unwrap(),
+        app.http.get(app.path("/api/v1/cases")).send().await.unwrap(),
+        app.get("/api/v1/cases", &s).await,
+        app.http.get(app.path("/api/v1/nope")).send().await.unwrap(),
+        app.http.get(app.path("/")).send().await.unwrap(),
+        app.http.post(app.path("/api/v1/auth/login")).body("{").send().await.unwrap(),
+    ];
+    for res in responses {
+        let h = res.headers();
+        let status = res.status();
+        assert!(h["strict-transport-security"].to_str().unwrap().contains("max-age="), "{status}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'self'"), "{csp}");
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"));
+    }
+}
+
+/// Every REST route registered in src/http is in the OpenAPI document.
+async fn openapi_documents_every_rest_route(app: TestApp) {
+    let res = app.http.get(app.path("/api/v1/openapi.json")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let doc: Value = res.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with('3'));
+    let paths = doc["paths"].as_object().unwrap();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http");
+    let mut registered = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let src = std::fs::read_to_string(&path).unwrap();
+        let top_level = path.file_name().unwrap() == "mod.rs";
+        for part in src.split("resource(\"").skip(1) {
+            let route = part.split('"').next().unwrap();
+            if route == "/ws" {
+                continue; // the WebSocket is documented in protocol/README.md
+            }
+            let full = if top_level && matches!(route, "/healthz" | "/metrics") {
+                route.to_owned()
+            } else {
+                format!("/api/v1{route}")
+            };
+            registered.push(full);
+        }
+    }
+    assert!(registered.len() >= 20, "found {registered:?}");
+    for r in registered {
+        assert!(paths.contains_key(&r), "route {r} is not in the OpenAPI document");
+    }
+}
+
+async fn bad_bodies_get_clear_codes_and_change_nothing(app: TestApp) {
+    let w = app.world().await;
+    let url = app.path("/api/v1/cases");
+    let send = |body: Vec<u8>, ct: &'static str| {
+        app.http.post(&url).bearer_auth(&w.doctor.access).header("content-type", ct).body(body).send()
+    };
+    let cases: Vec<(Vec<u8>, &str, StatusCode, &str)> = vec![
+        (b"{\"label\": ".to_vec(), "application/json", StatusCode::BAD_REQUEST, "invalid_json"),
+        (b"not json".to_vec(), "application/json", StatusCode::BAD_REQUEST, "invalid_json"),
+        (
+            b"{\"label\": \"x\", \"extra\": 1}".to_vec(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+        ),
+        (
+            b"{\"label\": 42}".to_vec(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            b"{\"label\": \"x\"}".to_vec(),
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            format!("{{\"label\": \"{}\"}}", "x".repeat(300_000)).into_bytes(),
+            "application/json",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+    ];
+    for (body, ct, status, code) in cases {
+        let res = send(body, ct).await.unwrap();
+        assert_eq!(res.status(), status, "{code}");
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["error"], code);
+        assert!(v["message"].is_string());
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, 0);
+
+    let res = app
+        .http
+        .post(app.path("/api/v1/auth/login"))
+        .json(&json!({"email": "not-an-email", "password": "x", "portal": "clinic"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_email");
+    let res = app
+        .http
+        .post(app.path("/api/v1/auth/login"))
+        .json(&json!({"email": "a@b.test", "password": "x", "portal": "dentist"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = app.http.delete(app.path("/api/v1/cases")).bearer_auth(&w.doctor.access).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "method_not_allowed");
+    let res = app.http.get(app.path("/api/v1/does-not-exist")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "not_found");
+}
+
+async fn health_and_metrics_answer(app: TestApp) {
+    let v: Value = app.http.get(app.path("/healthz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["database"], if app.backend == Backend::Sqlite { "sqlite" } else { "postgres" });
+    let w = app.world().await;
+    app.submitted_case(&w.doctor, "x", w.lab).await;
+    let text = app.http.get(app.path("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("articula_db_commits_total"), "{text}");
+}
+
+fn cli(app: &TestApp, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_articula"));
+    cmd.args(args)
+        .env_clear()
+        .env("ARTICULA_DATA_DIR", app.dir.path())
+        .env("ARTICULA_ARGON2_MEMORY_KIB", "64")
+        .env("ARTICULA_ARGON2_ITERATIONS", "1")
+        .env("ARTICULA_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(url) = &app.settings.database_url {
+        cmd.env("ARTICULA_DATABASE_URL", url.expose());
+    }
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+async fn the_cli_administers_users(app: TestApp) {
+    let (ok, out, err) = cli(&app, &["org", "create", "--name", "Bright Smiles", "--kind", "clinic"], None);
+    assert!(ok, "{err}");
+    assert!(out.trim().parse::<uuid::Uuid>().is_ok(), "{out}");
+    let (ok, _, err) = cli(
+        &app,
+        &[
+            "user",
+            "create",
+            "--email",
+            "Dr.Who@T.test",
+            "--name",
+            "Dr Who",
+            "--org",
+            "Bright Smiles",
+            "--role",
+            "doctor",
+            "--password-stdin",
+        ],
+        Some(PASSWORD),
+    );
+    assert!(ok, "{err}");
+    // The e-mail is normalised; the user signs in.
+    assert_eq!(app.login_raw("dr.who@t.test", PASSWORD, "clinic").await.status(), StatusCode::OK);
+    // Wrong role for the organisation, unknown organisation, duplicate user: clear errors.
+    let (ok, _, err) = cli(
+        &app,
+        &[
+            "user",
+            "create",
+            "--email",
+            "x@t.test",
+            "--name",
+            "X",
+            "--org",
+            "Bright Smiles",
+            "--role",
+            "lab_tech",
+            "--password-stdin",
+        ],
+        Some(PASSWORD),
+    );
+    assert!(!ok && err.contains("does not exist in a clinic"), "{err}");
+    let (ok, _, err) = cli(
+        &app,
+        &["user", "create", "--email", "x@t.test", "--name", "X", "--org", "Nowhere", "--role", "doctor"],
+        None,
+    );
+    assert!(!ok && err.contains("no organisation"), "{err}");
+    let (ok, _, err) = cli(
+        &app,
+        &[
+            "user",
+            "create",
+            "--email",
+            "dr.who@t.test",
+            "--name",
+            "X",
+            "--org",
+            "Bright Smiles",
+            "--role",
+            "doctor",
+        ],
+        None,
+    );
+    assert!(!ok && err.contains("exists already"), "{err}");
+    // Invitations.
+    let (ok, out, err) = cli(
+        &app,
+        &[
+            "user",
+            "invite",
+            "--email",
+            "new@t.test",
+            "--name",
+            "New",
+            "--org",
+            "Bright Smiles",
+            "--role",
+            "clinic_admin",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let token = out
+        .lines()
+        .find_map(|l| l.strip_prefix("invitation (valid 7 days, once): "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let res = app
+        .http
+        .post(app.path("/api/v1/auth/accept-invitation"))
+        .json(&json!({"token": token, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let (ok, out, _) = cli(&app, &["user", "list", "--org", "Bright Smiles"], None);
+    assert!(
+        ok && out.contains("dr.who@t.test")
+            && out.contains("new@t.test\tactive")
+            && out.contains("clinic_admin@Bright Smiles"),
+        "{out}"
+    );
+    // Revocation ends sign-in and sessions.
+    let s = app.login("dr.who@t.test", "clinic").await;
+    let (ok, _, err) = cli(&app, &["user", "revoke", "--email", "dr.who@t.test"], None);
+    assert!(ok, "{err}");
+    assert_eq!(app.get("/api/v1/me", &s).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.login_raw("dr.who@t.test", PASSWORD, "clinic").await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[actix_web::test]
+async fn login_attempts_are_rate_limited_per_address() {
+    let app = spawn_app_with(Backend::Sqlite, |s| s.login_rate_per_minute = 3).await;
+    for _ in 0..3 {
+        let res = app.login_raw("a@b.test", "whatever pw", "clinic").await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = app.login_raw("a@b.test", "whatever pw", "clinic").await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "rate_limited");
+}
+
+#[test]
+fn bad_configuration_stops_with_a_message_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value) in [
+        ("ARTICULA_BIND", "nowhere"),
+        ("ARTICULA_WS_HEARTBEAT_SECS", "soon"),
+        ("ARTICULA_TLS", "maybe"),
+        ("ARTICULA_DATABASE_URL", "mysql://root:hunter2@db/x"),
+        ("ARTICULA_COLOUR", "blue"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_articula"))
+            .arg("serve")
+            .env_clear()
+            .env("ARTICULA_DATA_DIR", dir.path())
+            .env(var, value)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}: {err}");
+        let setting = var.trim_start_matches("ARTICULA_").to_lowercase();
+        assert!(err.contains(var) || err.contains(&setting), "{var}: {err}");
+        assert!(!err.contains("hunter2"), "a secret was printed: {err}");
+    }
+}

@@ -1,0 +1,181 @@
+// The REST API (/api/v1, see src/http/ and /api/v1/openapi.json). Browsers authenticate with
+// HttpOnly cookies; every state-changing request echoes the readable CSRF cookie in
+// `X-CSRF-Token`. A 401 for an expired access token triggers one refresh (coordinated across
+// tabs by session.ts) and one retry.
+
+import type {
+  ApprovalView,
+  FileKind,
+  Participant,
+  CaseEvent,
+  CaseStatus,
+  CaseView,
+  Me,
+  Org,
+  Portal,
+  SessionInfo,
+} from './domain';
+
+const BASE = '/api/v1';
+const CSRF_COOKIE = '__Host-articula_csrf';
+
+/** An error answered by the server: `{"error": code, "message", "details"?}`. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details?: unknown,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+/** The CSRF token: a readable cookie that only pages of this origin can read. */
+export function csrfToken(): string | null {
+  for (const part of document.cookie.split(';')) {
+    const [name, ...rest] = part.trim().split('=');
+    if (name === CSRF_COOKIE) return decodeURIComponent(rest.join('='));
+  }
+  return null;
+}
+
+/** Codes of a 401 that a refresh can cure. An absent access cookie (its max-age is the token's
+ * lifetime) reads as `unauthorized`, so that one counts too. */
+const REFRESHABLE = new Set(['token_expired', 'unauthorized']);
+
+type Refresher = (failedRequestStartedAt: number) => Promise<boolean>;
+let refresher: Refresher = async () => false;
+
+/** session.ts installs the refresh routine here (this module must not import it: a cycle). */
+export function setRefresher(fn: Refresher) {
+  refresher = fn;
+}
+
+interface RequestOptions {
+  body?: unknown;
+  /** Retry once after a refresh on 401 (not for the auth endpoints themselves). */
+  retry?: boolean;
+}
+
+export async function request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
+  const { body, retry = true } = opts;
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (method !== 'GET' && method !== 'HEAD') {
+    const csrf = csrfToken();
+    if (csrf) headers['X-CSRF-Token'] = csrf;
+  }
+  const startedAt = Date.now();
+  const res = await fetch(BASE + path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: 'same-origin',
+    // Case content must never land in the HTTP cache (the server also says no-store).
+    cache: 'no-store',
+  });
+  if (res.ok) {
+    if (res.status === 204) return undefined as T;
+    return (await res.json()) as T;
+  }
+  const err = await toError(res);
+  if (res.status === 401 && retry && REFRESHABLE.has(err.code) && (await refresher(startedAt))) {
+    return request<T>(method, path, { ...opts, retry: false });
+  }
+  throw err;
+}
+
+async function toError(res: Response): Promise<ApiError> {
+  try {
+    const j = (await res.json()) as { error?: string; message?: string; details?: unknown };
+    return new ApiError(res.status, j.error ?? 'internal', j.message ?? res.statusText, j.details);
+  } catch {
+    return new ApiError(res.status, res.status >= 500 ? 'internal' : 'unknown', res.statusText);
+  }
+}
+
+function query(params: Record<string, string | undefined | null>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v) q.set(k, v);
+  const s = q.toString();
+  return s ? `?${s}` : '';
+}
+
+// ---- auth ----
+
+export interface SignedIn {
+  expires_in: number;
+  csrf_token: string;
+  session_id: string;
+  portal: Portal;
+  user: Me;
+}
+
+export const login = (email: string, password: string, portal: Portal) =>
+  request<SignedIn>('POST', '/auth/login', {
+    body: { email, password, portal, mode: 'cookie' },
+    retry: false,
+  });
+
+/** Rotates the refresh cookie. Callers must serialise this (session.ts does): a refresh token
+ * presented twice revokes the whole session. */
+export const refresh = () => request<SignedIn>('POST', '/auth/refresh', { retry: false });
+export const logout = () => request<void>('POST', '/auth/logout', { retry: false });
+export const logoutAll = () => request<{ revoked: number }>('POST', '/auth/logout-all');
+export const sessions = () => request<SessionInfo[]>('GET', '/auth/sessions');
+export const endSession = (id: string) => request<void>('DELETE', `/auth/sessions/${encodeURIComponent(id)}`);
+export const me = () => request<Me>('GET', '/me');
+
+// ---- cases ----
+
+export interface CaseFilters {
+  status?: CaseStatus | '';
+  q?: string;
+  lab_id?: string;
+  doctor_id?: string;
+  due_before?: string;
+}
+
+export const labs = () => request<Org[]>('GET', '/labs');
+export const listCases = (f: CaseFilters = {}) =>
+  request<CaseView[]>('GET', `/cases${query({ ...f, limit: '500' })}`);
+export const getCase = (id: string) => request<CaseView>('GET', `/cases/${encodeURIComponent(id)}`);
+/** `id` (a UUID chosen by the client) makes creation idempotent: a retry returns the same case. */
+export const createCase = (body: { id?: string; label: string; due_date?: string; lab_id?: string }) =>
+  request<CaseView>('POST', '/cases', { body });
+export const patchCase = (id: string, body: { label?: string; due_date?: string | null; lab_id?: string | null }) =>
+  request<CaseView>('PATCH', `/cases/${encodeURIComponent(id)}`, { body });
+export const rxHistory = (id: string) =>
+  request<{ events: CaseEvent[] }>('GET', `/cases/${encodeURIComponent(id)}/rx/history`);
+export const approvals = (id: string) =>
+  request<ApprovalView[]>('GET', `/cases/${encodeURIComponent(id)}/approvals`);
+
+export const participants = (id: string) =>
+  request<Participant[]>('GET', `/cases/${encodeURIComponent(id)}/participants`);
+
+// ---- files ----
+// Uploads go through tus (uploads.ts: tus-js-client at UPLOAD_ENDPOINT); every file of a case is
+// also in its event log (`file_added`), which is what the case room shows.
+
+export const UPLOAD_ENDPOINT = `${BASE}/uploads/`;
+
+export interface FileView {
+  id: string;
+  name: string;
+  size: number;
+  sha256: string;
+  content_type: string;
+  kind: FileKind;
+  uploaded_by: string;
+  created_at: number;
+  seq: number | null;
+}
+
+export const caseFiles = (id: string) => request<FileView[]>('GET', `/cases/${encodeURIComponent(id)}/files`);
+
+/** A signed download link: 5 minutes, this user and session only (the download itself is
+ * authenticated by the cookie too). */
+export const fileLink = (fileId: string) =>
+  request<{ url: string; expires_at: number }>('POST', `/files/${encodeURIComponent(fileId)}/link`);

@@ -1,0 +1,144 @@
+// The shell: who is signed in decides which screens exist; the path decides which one shows.
+
+import { useEffect } from 'preact/hooks';
+import { ConnectionStatus, OfflineBanner } from './components/ConnectionStatus';
+import { hasCaseRole, hasRole, type Me, type Portal } from './domain';
+import { realtime } from './live';
+import { match, navigate, onLinkClick, path, search } from './router';
+import { Account } from './screens/Account';
+import { Board } from './screens/Board';
+import { CaseList } from './screens/CaseList';
+import { CaseRoomScreen } from './screens/CaseRoom';
+import { Governance } from './screens/Governance';
+import { NewCase } from './screens/NewCase';
+import { SignIn } from './screens/SignIn';
+import { booting, me, portal, signOut } from './session';
+import { startInbox } from './state/inbox';
+
+/** Clinic admins and lab staff start on their board; doctors on their cases. */
+function home(user: Me): string {
+  if (!hasCaseRole(user)) return '/governance';
+  if (hasRole(user, 'clinic_admin') || hasRole(user, 'lab_tech') || hasRole(user, 'lab_admin')) return '/board';
+  return '/cases';
+}
+
+export function App() {
+  const user = me.value;
+  const p = path.value;
+
+  // The socket lives while someone who sees cases is signed in.
+  useEffect(() => {
+    if (user && hasCaseRole(user)) {
+      realtime.start();
+      startInbox(realtime);
+    }
+  }, [user]);
+
+  if (booting.value) {
+    return (
+      <div class="splash" role="status">
+        Loading Articula…
+      </div>
+    );
+  }
+
+  const signInAt = match('/:portal/sign-in', p);
+  const signInPortal = signInAt && (signInAt.portal === 'clinic' || signInAt.portal === 'lab') ? (signInAt.portal as Portal) : null;
+
+  if (!user) {
+    if (!signInPortal) {
+      // Come back here after signing in (a path, never case content).
+      const next = p !== '/' ? `?next=${encodeURIComponent(p)}` : '';
+      queueMicrotask(() => navigate(`/${portal.value}/sign-in${next}`, true));
+      return null;
+    }
+    return <SignIn key={signInPortal} portal={signInPortal} />;
+  }
+  if (signInPortal || p === '/') {
+    const next = new URLSearchParams(search.value).get('next');
+    const to = next && next.startsWith('/') && !next.startsWith('//') ? next : home(user);
+    queueMicrotask(() => navigate(to, true));
+    return null;
+  }
+
+  return (
+    <div class="shell" onClick={onLinkClick}>
+      <a class="skip-link" href="#main">
+        Skip to content
+      </a>
+      <Header user={user} />
+      <OfflineBanner />
+      <main id="main" tabIndex={-1}>
+        <Route user={user} p={p} />
+      </main>
+    </div>
+  );
+}
+
+function Route({ user, p }: { user: Me; p: string }) {
+  if (p === '/account') return <Account />;
+  if (!hasCaseRole(user)) return <Governance user={user} />;
+  if (p === '/governance') return <Governance user={user} />;
+  if (p === '/cases') return <CaseList user={user} />;
+  if (p === '/cases/new') return <NewCase user={user} />;
+  if (p === '/board') return <Board user={user} />;
+  const c = match('/cases/:id', p);
+  if (c) return <CaseRoomScreen key={c.id} id={c.id} user={user} />;
+  return (
+    <section class="page">
+      <h1 tabIndex={-1}>Not found</h1>
+      <p>
+        There is nothing at this address. <a href={home(user)}>Go to the start page</a>.
+      </p>
+    </section>
+  );
+}
+
+function Header({ user }: { user: Me }) {
+  const p = path.value;
+  const cases = hasCaseRole(user);
+  const current = (prefix: string) => (p === prefix || p.startsWith(`${prefix}/`) ? 'page' : undefined);
+  return (
+    <header class={`topbar portal-${portal.value}`}>
+      <div class="topbar-row">
+        <a class="brand" href={home(user)}>
+          Articula
+        </a>
+        <span class="portal-tag">{portal.value === 'lab' ? 'Lab portal' : 'Clinic portal'}</span>
+        <span class="spacer" />
+        {cases && <ConnectionStatus />}
+        <span class="user-name" title={user.email}>
+          {user.name}
+        </span>
+        <button type="button" class="btn btn-quiet" onClick={() => void signOut()}>
+          Sign out
+        </button>
+      </div>
+      <nav aria-label="Main" class="mainnav">
+        {cases && (
+          <a href="/cases" aria-current={p === '/cases' || (p.startsWith('/cases/') && p !== '/cases/new') ? 'page' : undefined}>
+            Cases
+          </a>
+        )}
+        {cases && (
+          <a href="/board" aria-current={current('/board')}>
+            Board
+          </a>
+        )}
+        {hasRole(user, 'doctor') && (
+          <a href="/cases/new" aria-current={p === '/cases/new' ? 'page' : undefined}>
+            New case
+          </a>
+        )}
+        {!cases && (
+          <a href="/governance" aria-current={current('/governance')}>
+            Organisation
+          </a>
+        )}
+        <a href="/account" aria-current={current('/account')}>
+          Account
+        </a>
+      </nav>
+    </header>
+  );
+}

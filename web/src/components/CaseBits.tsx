@@ -1,0 +1,27 @@
+// Small pieces every case screen shows the same way.
+
+import { formatDue, STATUS_LABEL, type CaseStatus } from '../domain';
+
+export function StatusBadge({ status }: { status: CaseStatus }) {
+  return (
+    <span class={`badge status-${status}`} data-status={status}>
+      {STATUS_LABEL[status]}
+    </span>
+  );
+}
+
+export function DueDate({ due, atRisk }: { due: string | null; atRisk: boolean }) {
+  return (
+    <span class={`due${atRisk ? ' due-risk' : ''}`}>
+      <span class="visually-hidden">Due: </span>
+      {due ? <time dateTime={due}>{formatDue(due)}</time> : 'No due date'}
+      {atRisk && <span class="badge badge-risk">At risk</span>}
+    </span>
+  );
+}
+
+/** A command's failure, in words the user can act on. */
+export function errorText(e: unknown): string {
+  if (e && typeof e === 'object' && 'message' in e) return String((e as Error).message);
+  return 'Something went wrong.';
+}

@@ -1,0 +1,157 @@
+// One case: its conversation, Digital Rx, approvals and details, live.
+// Wide screens show the chat beside the selected panel; narrow ones show one tab at a time.
+
+import { useEffect, useState } from 'preact/hooks';
+import { DueDate, StatusBadge } from '../components/CaseBits';
+import { caseAccess, type CaseAccess, type Me } from '../domain';
+import { realtime } from '../live';
+import { navigate, search } from '../router';
+import { useMedia } from '../components/useMedia';
+import { room, type CaseRoom } from '../state/caseRoom';
+import { seeing } from '../state/inbox';
+import { labNames } from '../state/people';
+import { Approvals } from './case/Approvals';
+import { Chat } from './case/Chat';
+import { Details } from './case/Details';
+import { Files } from './case/Files';
+import { RxPanel } from './case/RxPanel';
+import { StatusControl } from './case/StatusControl';
+
+type Tab = 'chat' | 'files' | 'rx' | 'approvals' | 'details';
+const TABS: { key: Tab; title: string }[] = [
+  { key: 'chat', title: 'Chat' },
+  { key: 'files', title: 'Files' },
+  { key: 'rx', title: 'Digital Rx' },
+  { key: 'approvals', title: 'Approvals' },
+  { key: 'details', title: 'Details' },
+];
+
+export function CaseRoomScreen({ id, user }: { id: string; user: Me }) {
+  const r = room(id, realtime);
+  useEffect(() => {
+    r.attach();
+    seeing(id);
+    return () => {
+      seeing(null);
+      r.detach();
+    };
+  }, [r]);
+
+  const tabParam = new URLSearchParams(search.value).get('tab') as Tab | null;
+  const [tab, setTabState] = useState<Tab>(TABS.some((t) => t.key === tabParam) ? tabParam! : 'chat');
+  // Links within the room (an attachment shows its file) change the query: follow them.
+  useEffect(() => {
+    if (tabParam && TABS.some((t) => t.key === tabParam)) setTabState(tabParam);
+  }, [tabParam]);
+  const setTab = (t: Tab) => {
+    setTabState(t);
+    navigate(`/cases/${id}${t === 'chat' ? '' : `?tab=${t}`}`, true);
+  };
+
+  const wide = useMedia('(min-width: 1000px)');
+  r.rev.value; // re-render on every applied batch
+  const s = r.state;
+  const view = r.view.value;
+
+  if (r.lost.value) {
+    return (
+      <section class="page">
+        <h1 tabIndex={-1}>Case unavailable</h1>
+        <p>{r.lost.value}</p>
+        <p>
+          <a href="/cases">Back to the cases</a>
+        </p>
+      </section>
+    );
+  }
+  if (!s) {
+    return (
+      <section class="page">
+        <h1 tabIndex={-1}>{view?.label ?? 'Case'}</h1>
+        <p role="status">Loading the case…</p>
+      </section>
+    );
+  }
+
+  const access: CaseAccess = caseAccess(user, { doctor_id: s.doctorId, clinic_id: s.clinicId, lab_id: s.labId });
+  // Wide screens keep the chat in view and switch the panel beside it; narrow ones show one tab.
+  const tabs = wide ? TABS.filter((t) => t.key !== 'chat') : TABS;
+  const shown: Tab = wide && tab === 'chat' ? 'rx' : tab;
+
+  return (
+    <section class="room" aria-labelledby="case-title">
+      <header class="room-head">
+        <div class="room-title">
+          <a class="back" href="/cases" aria-label="Back to cases">
+            ←
+          </a>
+          <h1 id="case-title" tabIndex={-1}>
+            {s.label}
+          </h1>
+          <StatusBadge status={s.status} />
+          <DueDate due={s.dueDate} atRisk={view?.at_risk ?? false} />
+        </div>
+        <div class="room-meta muted small">
+          <span>{view?.doctor_name ?? r.name(s.doctorId, user.id)}</span>
+          {view && <span>{view.clinic_name}</span>}
+          <span>{s.labId ? (labNames.value[s.labId] ?? view?.lab_name ?? 'Lab') : 'No lab yet'}</span>
+          <Presence r={r} me={user.id} />
+        </div>
+        <StatusControl r={r} access={access} />
+      </header>
+      <div class="tabs" role="tablist" aria-label="Case sections">
+        {tabs.map((t) => (
+          <button
+            type="button"
+            role="tab"
+            id={`tab-${t.key}`}
+            class="tab"
+            aria-selected={shown === t.key ? 'true' : 'false'}
+            aria-controls={`panel-${t.key}`}
+            tabIndex={shown === t.key ? 0 : -1}
+            onClick={() => setTab(t.key)}
+            onKeyDown={(e) => {
+              // Arrow keys move between tabs (WAI-ARIA tabs pattern).
+              const i = tabs.findIndex((x) => x.key === t.key);
+              const j = e.key === 'ArrowRight' ? i + 1 : e.key === 'ArrowLeft' ? i - 1 : -2;
+              if (j === -2) return;
+              const next = tabs[(j + tabs.length) % tabs.length];
+              setTab(next.key);
+              document.getElementById(`tab-${next.key}`)?.focus();
+            }}
+          >
+            {t.title}
+            {t.key === 'approvals' && s.status === 'awaiting_approval' && <span class="tab-dot" aria-label="(waiting for a decision)" />}
+          </button>
+        ))}
+      </div>
+      <div class={`room-body${wide ? ' room-wide' : ''}`}>
+        {(wide || shown === 'chat') && (
+          <div id="panel-chat" role={wide ? 'region' : 'tabpanel'} aria-label={wide ? 'Chat' : undefined} aria-labelledby={wide ? undefined : 'tab-chat'} class="pane pane-chat">
+            <Chat r={r} user={user} access={access} />
+          </div>
+        )}
+        {shown !== 'chat' && (
+          <div id={`panel-${shown}`} role="tabpanel" aria-labelledby={`tab-${shown}`} class="pane pane-side">
+            {shown === 'files' && <Files r={r} user={user} access={access} />}
+            {shown === 'rx' && <RxPanel r={r} user={user} access={access} />}
+            {shown === 'approvals' && <Approvals r={r} user={user} access={access} />}
+            {shown === 'details' && <Details r={r} user={user} access={access} />}
+          </div>
+        )}
+      </div>
+    </section>
+  );
+}
+
+function Presence({ r, me }: { r: CaseRoom; me: string }) {
+  const others = r.presence.value.filter((u) => u !== me);
+  if (!others.length) return null;
+  return (
+    <span class="presence" data-testid="presence">
+      <span class="presence-dot" aria-hidden="true" />
+      Here now: {others.map((u) => r.name(u, me)).join(', ')}
+    </span>
+  );
+}
+

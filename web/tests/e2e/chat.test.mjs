@@ -1,0 +1,89 @@
+// A doctor (clinic portal) and a lab technician (lab portal), each in their own browser context,
+// chat live in a case: messages, typing, presence, read receipts, edit and delete.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { openCase, PHONE, screenshot, setup, signIn } from './harness.mjs';
+
+const CASE = 'Crown 11 — shade A2';
+let env;
+
+before(async () => {
+  env = await setup();
+});
+after(async () => {
+  await env?.close();
+});
+
+test('doctor and lab technician chat live in two browser contexts', async () => {
+  const { page: doctor } = await env.page();
+  const { page: tech } = await env.page(PHONE);
+  await signIn(doctor, 'doctor@demo.test');
+  await signIn(tech, 'tech@demo.test');
+  await openCase(doctor, CASE);
+  await openCase(tech, CASE);
+
+  // The demo conversation is there for both.
+  await doctor.getByText('Received. The date works; design by Thursday.').waitFor();
+  await tech.getByText('Scan attached tomorrow morning').waitFor();
+
+  // Presence: each sees the other in the room.
+  await doctor.getByTestId('presence').waitFor();
+  await tech.getByTestId('presence').filter({ hasText: 'Dr. Ana Ortiz' }).waitFor();
+
+  // The doctor types: the technician sees it, then the message.
+  const box = doctor.getByLabel('Message', { exact: true });
+  await box.click();
+  await box.pressSequentially('Please keep the contact on 12 light', { delay: 5 });
+  await tech.getByText(/Dr\. Ana Ortiz is typing/).waitFor();
+  await box.press('Enter');
+  const sent = tech.locator('.msg', { hasText: 'Please keep the contact on 12 light' });
+  await sent.waitFor();
+
+  // The technician answers; the doctor sees it without reloading.
+  const techBox = tech.getByLabel('Message', { exact: true });
+  await techBox.fill('Noted, light contact on 12.');
+  await tech.getByRole('button', { name: 'Send' }).click();
+  await doctor.locator('.msg', { hasText: 'Noted, light contact on 12.' }).waitFor();
+
+  // Read receipt: the technician has the room open, so the doctor's last message is seen.
+  await doctor.getByTestId('receipt').filter({ hasText: 'Seen by' }).first().waitFor();
+
+  // Edit and delete one's own message: the other side follows live.
+  const id = await doctor.locator('.msg-own', { hasText: 'Please keep the contact on 12 light' }).getAttribute('data-message-id');
+  const mine = doctor.locator(`[data-message-id="${id}"]`);
+  await mine.getByRole('button', { name: 'Edit' }).click();
+  await doctor.getByLabel('Edit message').fill('Please keep the contact on 12 very light');
+  await mine.getByRole('button', { name: 'Save', exact: true }).click();
+  await tech.locator('.msg', { hasText: 'Please keep the contact on 12 very light' }).filter({ hasText: 'edited' }).waitFor();
+
+  const noted = tech.locator('.msg-own', { hasText: 'Noted, light contact on 12.' });
+  await noted.getByRole('button', { name: 'Delete' }).click();
+  await noted.getByRole('button', { name: 'Delete' }).click(); // confirm
+  await doctor.locator('.msg-deleted').filter({ hasText: 'Message deleted' }).waitFor();
+  assert.equal(await doctor.locator('.msg', { hasText: 'Noted, light contact on 12.' }).count(), 0);
+
+  // Each message exactly once on both sides.
+  assert.equal(await doctor.locator('.msg', { hasText: 'very light' }).count(), 1);
+  assert.equal(await tech.locator('.msg', { hasText: 'very light' }).count(), 1);
+
+  await screenshot(doctor, 'case-room-chat-desktop');
+  await screenshot(tech, 'case-room-chat-390');
+  env.assertNoProblems();
+});
+
+test('the case list and the lab board mark new activity live', async () => {
+  const { page: tech } = await env.page();
+  const { page: doctor } = await env.page();
+  await signIn(tech, 'tech@demo.test'); // lab staff start on their board
+  await tech.getByRole('heading', { name: 'Lab board' }).waitFor();
+  const card = tech.locator(`.card:has(a:text-is("${CASE}"))`);
+  await card.waitFor();
+
+  await signIn(doctor, 'doctor@demo.test');
+  await openCase(doctor, CASE);
+  await doctor.getByLabel('Message', { exact: true }).fill('New scan is in the system.');
+  await doctor.getByLabel('Message', { exact: true }).press('Enter');
+  await card.locator('.dot-new').waitFor();
+  env.assertNoProblems();
+});
