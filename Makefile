@@ -34,7 +34,7 @@ test-deps:
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --locked --all-targets -- -D warnings
+	cargo clippy --locked --workspace --all-targets -- -D warnings
 
 ## Rust unit and integration tests; integration tests run on SQLite and on PostgreSQL, file
 ## tests also against a real S3-compatible server (moto) started here for the run.

@@ -19,7 +19,7 @@ use articula_protocol::Codec;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::report::Report;
-use crate::scenarios::{Ctx, s1, s2, s3, s4};
+use crate::scenarios::{Ctx, s1, s2, s3, s4, u1};
 use crate::target::Launcher;
 
 /// Load tests of the Articula server against a baseline and a Socket.IO peer.
@@ -40,6 +40,8 @@ enum Cmd {
     S3(Common),
     /// S4 reconnect storm.
     S4(Common),
+    /// U1 upload: a 1 GiB tus upload against a raw loopback copy.
+    U1(Common),
     /// Every scenario, full size (`make bench`).
     All(Common),
     /// Every scenario, small and strict, against the server on SQLite (`make test`): fails on
@@ -106,6 +108,9 @@ struct Common {
     /// S4: cases (×10 subscribers).
     #[arg(long)]
     s4_cases: Option<usize>,
+    /// U1: file size, MiB.
+    #[arg(long)]
+    u1_mib: Option<u64>,
     /// Handshakes in parallel while connecting.
     #[arg(long, default_value_t = 128)]
     connect_concurrency: usize,
@@ -180,6 +185,14 @@ fn s4_params(c: &Common, smoke: bool) -> s4::Params {
     p
 }
 
+fn u1_params(c: &Common, smoke: bool) -> u1::Params {
+    let mut p = if smoke { u1::Params::smoke() } else { u1::Params::full() };
+    if let Some(mib) = c.u1_mib {
+        p.triangles = (mib << 20).div_ceil(50);
+    }
+    p
+}
+
 async fn scenarios(c: &Common, which: &[u8], smoke: bool) -> Vec<Report> {
     let ctx = ctx(c, smoke);
     let mut all = Vec::new();
@@ -188,7 +201,8 @@ async fn scenarios(c: &Common, which: &[u8], smoke: bool) -> Vec<Report> {
             1 => s1::run(&ctx, s1_params(c, smoke)).await,
             2 => s2::run(&ctx, &s2_params(c, smoke)).await,
             3 => s3::run(&ctx, s3_params(c, smoke)).await,
-            _ => s4::run(&ctx, s4_params(c, smoke)).await,
+            4 => s4::run(&ctx, s4_params(c, smoke)).await,
+            _ => u1::run(&ctx, u1_params(c, smoke)).await,
         };
         all.extend(reports);
     }
@@ -236,8 +250,9 @@ async fn main() -> ExitCode {
         Cmd::S2(c) => (c, &[2], false),
         Cmd::S3(c) => (c, &[3], false),
         Cmd::S4(c) => (c, &[4], false),
-        Cmd::All(c) => (c, &[1, 2, 3, 4], false),
-        Cmd::Smoke(c) => (c, &[1, 2, 3, 4], true),
+        Cmd::U1(c) => (c, &[5], false),
+        Cmd::All(c) => (c, &[1, 2, 3, 4, 5], false),
+        Cmd::Smoke(c) => (c, &[1, 2, 3, 4, 5], true),
     };
     let reports = scenarios(common, which, smoke).await;
     verdict(&reports, smoke)

@@ -298,8 +298,24 @@ impl Target {
         Endpoint { addr: self.addr, wire, token: self.token.clone(), full_decode }
     }
 
-    fn url(&self, path: &str) -> String {
+    /// A URL on the target.
+    pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The HTTP client (plain HTTP on loopback).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The load user's access token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The target's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The server's log lines (empty for targets without a log).

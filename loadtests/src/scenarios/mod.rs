@@ -5,6 +5,7 @@ pub mod s1;
 pub mod s2;
 pub mod s3;
 pub mod s4;
+pub mod u1;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
