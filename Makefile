@@ -47,7 +47,7 @@ test-rust: clean-test-dbs
 
 ## Short load scenarios: correctness only (lost, duplicated, out of order), never timing.
 test-loadtests:
-	cargo build --locked --bin articula -p articula-loadtests
+	cargo build --locked -p articula -p articula-loadtests --bins
 	$(CARGO_TARGET_DIR)/debug/articula-loadtests smoke --server $(CARGO_TARGET_DIR)/debug/articula
 
 ## Real tus clients (tuspy, tus-js-client): a 200 MB upload interrupted and resumed, then verified.
@@ -65,7 +65,7 @@ clean-test-dbs:
 
 ## bench: the full load-test run behind BENCHMARKS.md (minutes; release build)
 bench:
-	cargo build --release --locked --bin articula -p articula-loadtests
+	cargo build --release --locked -p articula -p articula-loadtests --bins
 	$(CARGO_TARGET_DIR)/release/articula-loadtests all --server $(BIN)
 
 fmt:

@@ -189,6 +189,9 @@ impl Launcher {
 
     async fn cli(&self, env: &[(String, String)], args: &[&str], stdin: Option<&str>) -> Result<String> {
         let mut cmd = std::process::Command::new(&self.server);
+        for (k, _) in inherited_settings() {
+            cmd.env_remove(k);
+        }
         cmd.args(args).envs(env.iter().map(|(k, v)| (k, v))).stdout(Stdio::piped()).stderr(Stdio::piped());
         if stdin.is_some() {
             cmd.stdin(Stdio::piped());
@@ -236,7 +239,11 @@ impl Launcher {
         )
         .await?;
         let log = std::fs::File::create(dir.join("server.log"))?;
-        let child = Command::new(&self.server)
+        let mut serve = Command::new(&self.server);
+        for (k, _) in inherited_settings() {
+            serve.env_remove(k);
+        }
+        let child = serve
             .arg("serve")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone()?)
@@ -250,6 +257,13 @@ impl Launcher {
         t.token = t.login().await?;
         Ok(t)
     }
+}
+
+/// `ARTICULA_*` variables of the harness's own environment (`ARTICULA_TEST_PG_URL`,
+/// `ARTICULA_LT_SERVER`…): the server refuses unknown settings, so a target gets exactly the
+/// ones the harness gives it.
+fn inherited_settings() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os().filter(|(k, _)| k.to_str().is_some_and(|k| k.starts_with("ARTICULA_")))
 }
 
 fn db_url(admin: &str, name: &str) -> String {

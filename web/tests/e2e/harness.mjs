@@ -93,7 +93,9 @@ export async function startServer(env = {}) {
   const child = spawn(bin, ['serve', '--demo'], {
     cwd: repoRoot, // debug builds read web/dist from here
     env: {
-      ...process.env,
+      // The server refuses unknown ARTICULA_* settings (e.g. the Makefile's test variables):
+      // it gets exactly the ones below.
+      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ARTICULA_'))),
       ARTICULA_BIND: `127.0.0.1:${port}`,
       ARTICULA_DATA_DIR: dataDir,
       ARTICULA_DEMO_PASSWORD: PASSWORD,
