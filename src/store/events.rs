@@ -405,16 +405,32 @@ impl Db {
                     _ => {}
                 }
             }
-            for row in last_rows.values() {
-                sqlx::query(
-                    "UPDATE cases SET label = $2, status = $3, status_before_hold = $4, due_date = $5, lab_id = $6,
-                       last_activity = $7, last_seq = $8, rx_version = $9 WHERE id = $1",
-                )
-                .bind(row.case_id.to_string()).bind(&row.label).bind(row.status.as_str())
-                .bind(row.status_before_hold.map(|s| s.as_str())).bind(&row.due_date)
-                .bind(row.lab_id.map(|l| l.to_string())).bind(row.last_activity)
-                .bind(row.last_seq as i64).bind(row.rx_version as i64)
-                .execute(&mut *tx).await?;
+            // The case projections: one statement per chunk, not one per case. A batch of a busy
+            // minute touches hundreds of cases; on PostgreSQL a round trip each made the commit
+            // slower than the events arrived (load test S3), and a slow commit only grows the
+            // next batch. `WITH v(…) AS (VALUES …) UPDATE … FROM v` reads the same on both.
+            let rows: Vec<&CaseRow> = last_rows.values().copied().collect();
+            for chunk in rows.chunks(1000) {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "WITH v (id, label, status, status_before_hold, due_date, lab_id, last_activity, last_seq, rx_version) AS (",
+                );
+                qb.push_values(chunk, |mut b, row| {
+                    b.push_bind(row.case_id.to_string())
+                        .push_bind(row.label.as_str())
+                        .push_bind(row.status.as_str())
+                        .push_bind(row.status_before_hold.map(|s| s.as_str()))
+                        .push_bind(row.due_date.as_deref())
+                        .push_bind(row.lab_id.map(|l| l.to_string()))
+                        .push_bind(row.last_activity)
+                        .push_bind(row.last_seq as i64)
+                        .push_bind(row.rx_version as i64);
+                });
+                qb.push(
+                    ") UPDATE cases SET label = v.label, status = v.status, status_before_hold = v.status_before_hold,
+                       due_date = v.due_date, lab_id = v.lab_id, last_activity = v.last_activity,
+                       last_seq = v.last_seq, rx_version = v.rx_version FROM v WHERE cases.id = v.id",
+                );
+                qb.build().execute(&mut *tx).await?;
             }
             for item in items {
                 if let PersistItem::ReadMark { case_id, user_id, seq, at } = item {

@@ -7,7 +7,9 @@
 //! slowness never reaches the case actor or grows memory. Heartbeats detect dead peers; a
 //! revoked session or user closes the socket at once.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +42,10 @@ const CLOSE_REVOKED: u16 = 4001;
 /// How often a socket checks that its session is still alive (expiry, inactivity) and records
 /// its user's activity on the session.
 const SESSION_CHECK: Duration = Duration::from_secs(60);
+/// How long a looked-up access to a case the socket is not subscribed to is reused.
+const RECENT_ACCESS: Duration = Duration::from_secs(10);
+/// At most this many such cases are remembered per socket.
+const RECENT_ACCESS_CASES: usize = 4096;
 
 type Item = Option<Result<Arc<Frame>, BroadcastStreamRecvError>>;
 
@@ -80,6 +86,10 @@ pub struct WsSession {
     control: Option<Arc<SocketControl>>,
     last_seen: Instant,
     subs: HashMap<CaseId, CaseSub>,
+    /// Access to cases this socket sends commands to without being subscribed, for
+    /// [`RECENT_ACCESS`]: a client posting to many cases must not cost a database query per
+    /// command (under load those queries queue for the pool and starve everything else).
+    recent_access: Rc<RefCell<HashMap<CaseId, (CaseAccess, Instant)>>>,
     pending_subs: HashSet<CaseId>,
     board: Option<BoardSub>,
     inbox: Vec<SpawnHandle>,
@@ -109,6 +119,7 @@ impl WsSession {
             control: None,
             last_seen: Instant::now(),
             subs: HashMap::new(),
+            recent_access: Rc::default(),
             pending_subs: HashSet::new(),
             board: None,
             inbox: Vec::new(),
@@ -176,7 +187,13 @@ impl WsSession {
                 .map(|_, act, ctx| act.close(ctx, CloseCode::Other(CLOSE_REVOKED), "session revoked")),
         );
         self.control = Some(control);
-        ctx.run_interval(SESSION_CHECK, |act, ctx| act.check_session(ctx));
+        // The first check comes at a random point of the interval: sockets that connected
+        // together (a reconnect storm, a restart) must not all query the database together.
+        let first = SESSION_CHECK.mul_f64(rand::random::<f64>());
+        ctx.run_later(first, |act, ctx| {
+            act.check_session(ctx);
+            ctx.run_interval(SESSION_CHECK, |act, ctx| act.check_session(ctx));
+        });
         metrics::counter!("articula_ws_authenticated_total").increment(1);
         self.send(
             ctx,
@@ -327,17 +344,32 @@ impl WsSession {
     }
 
     /// The caller's access to a case: from the live subscription, else from the database.
+    /// (A subscription keeps the access it was granted for its whole life; a recent lookup is
+    /// kept for [`RECENT_ACCESS`] only. A revoked session or user closes the socket, and
+    /// everything cached with it.)
     fn access_future(&self, case_id: CaseId) -> impl Future<Output = Result<CaseAccess, ApiError>> + 'static {
-        let cached = self.subs.get(&case_id).map(|s| s.access);
+        let cached = self.subs.get(&case_id).map(|s| s.access).or_else(|| {
+            let recent = self.recent_access.borrow();
+            recent.get(&case_id).filter(|(_, at)| at.elapsed() < RECENT_ACCESS).map(|(a, _)| *a)
+        });
         let app = self.app.clone();
         let user = self.user();
+        let recent = self.recent_access.clone();
         async move {
             if let Some(a) = cached {
                 return Ok(a);
             }
             let user =
                 user.ok_or_else(|| ApiError::unauthorized(ErrorCode::Unauthorized, "authenticate first"))?;
-            crate::http::cases::require_access(&app, user, case_id).await
+            let access = crate::http::cases::require_access(&app, user, case_id).await?;
+            let mut recent = recent.borrow_mut();
+            if recent.len() >= RECENT_ACCESS_CASES {
+                recent.retain(|_, (_, at)| at.elapsed() < RECENT_ACCESS);
+            }
+            if recent.len() < RECENT_ACCESS_CASES {
+                recent.insert(case_id, (access, Instant::now()));
+            }
+            Ok(access)
         }
     }
 

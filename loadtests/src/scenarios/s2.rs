@@ -30,7 +30,10 @@ pub struct Params {
     /// Publishing time of (b).
     pub rate_time: Duration,
     /// Publishing time of (c), after which the stalled readers read again. Long enough for
-    /// the stalled sockets to fall more than the server's queue (1,024 frames) behind.
+    /// the stalled sockets to fall more than the server's queue (1,024 frames, ~20 s at 50
+    /// msg/s) behind, and shorter than the 60 s after which the server's kernel gives up on a
+    /// peer that acknowledges nothing (`TCP_USER_TIMEOUT`; a zero window counts), which would
+    /// reset the connection instead of letting the reader find its `resync`.
     pub stall_time: Duration,
     /// Share of stalled readers in (c).
     pub stalled_share: f64,
@@ -50,7 +53,7 @@ impl Params {
             rate_subs: 1_000,
             rate: 50.0,
             rate_time: Duration::from_secs(20),
-            stall_time: Duration::from_secs(80),
+            stall_time: Duration::from_secs(40),
             stalled_share: 0.01,
             warmup: Duration::from_secs(2),
             parts: "abc".into(),
