@@ -95,6 +95,13 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The JSON body clients get.
+    pub(crate) fn body(&self) -> ErrorBody<'_> {
+        ErrorBody { error: self.code, message: &self.message, details: self.details.as_ref() }
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code, self.message)
@@ -107,11 +114,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(ErrorBody {
-            error: self.code,
-            message: &self.message,
-            details: self.details.as_ref(),
-        })
+        HttpResponse::build(self.status_code()).json(self.body())
     }
 }
 

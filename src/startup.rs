@@ -5,8 +5,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::Actor;
-use actix_web::dev::Server;
-use actix_web::{App, HttpServer, middleware, web};
+use actix_http::{Extensions, HttpService};
+use actix_rt::net::TcpStream;
+use actix_service::{IntoServiceFactory, ServiceFactoryExt, map_config};
+use actix_tls::accept::rustls_0_23::TlsStream;
+use actix_web::dev::{AppConfig, Server};
+use actix_web::{App, middleware, web};
 use anyhow::Context;
 use articula_actors::ports::CaseStore;
 use articula_actors::{CaseConfig, CaseRegistry, OrgHubs, PersistenceActor, PersistenceConfig};
@@ -31,6 +35,10 @@ const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
 /// so throughput over long links is unaffected.
 const TCP_NOTSENT_LOWAT: u32 = 128 * 1024;
 
+/// How long a client may take to finish closing (actix-web's default; keep-alive and request
+/// timeouts keep actix-http's defaults, 5 s each).
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     if let Some(h) = HANDLE.get() {
@@ -50,19 +58,60 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-fn tune_socket(conn: &dyn std::any::Any) {
-    type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_rt::net::TcpStream>;
-    let tcp = if let Some(tls) = conn.downcast_ref::<Tls>() {
-        tls.get_ref().0
-    } else if let Some(tcp) = conn.downcast_ref::<actix_rt::net::TcpStream>() {
-        tcp
-    } else {
-        return;
-    };
+fn tune_socket(tcp: &TcpStream) {
     let sock = socket2::SockRef::from(tcp);
     let _ = sock.set_tcp_user_timeout(Some(TCP_USER_TIMEOUT));
     let _ = sock.set_tcp_notsent_lowat(TCP_NOTSENT_LOWAT);
     let _ = sock.set_tcp_nodelay(true);
+}
+
+/// The HTTP server: actix-web's application for REST and assets, and the WebSocket transport
+/// for upgrades (which actix-http hands over with the connection; see `ws/transport.rs` for
+/// why). `HttpServer` offers no upgrade hook, so the service is assembled here from the same
+/// parts and with the same defaults.
+fn serve(
+    listener: TcpListener,
+    settings: &Settings,
+    tls: Option<rustls::ServerConfig>,
+    state: web::Data<AppState>,
+) -> anyhow::Result<Server> {
+    let max_body = settings.max_body_bytes;
+    let addr = listener.local_addr()?;
+    let app = move |state: web::Data<AppState>| {
+        App::new()
+            .app_data(state)
+            .wrap(http::headers::security_headers())
+            .wrap(middleware::Compress::default())
+            .wrap(tracing_actix_web::TracingLogger::default())
+            .configure(|cfg| http::routes(cfg, max_body))
+            .into_factory()
+            .map_err(|e: actix_web::Error| e.error_response())
+    };
+    let mut server = actix_server::Server::build().shutdown_timeout(5);
+    if settings.workers > 0 {
+        server = server.workers(settings.workers);
+    }
+    let server = match tls {
+        Some(cfg) => server.listen("articula-https", listener, move || {
+            HttpService::build()
+                .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+                .local_addr(addr)
+                .on_connect_ext(|io: &TlsStream<TcpStream>, _: &mut Extensions| tune_socket(io.get_ref().0))
+                .upgrade(crate::ws::upgrade::<TlsStream<TcpStream>>(state.clone()))
+                .finish(map_config(app(state.clone()), |_| AppConfig::default()))
+                .rustls_0_23(cfg.clone())
+        })?,
+        None => server.listen("articula-http", listener, move || {
+            HttpService::build()
+                .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+                .local_addr(addr)
+                .on_connect_ext(|io: &TcpStream, _: &mut Extensions| tune_socket(io))
+                .upgrade(crate::ws::upgrade::<TcpStream>(state.clone()))
+                .finish(map_config(app(state.clone()), |_| AppConfig::default()))
+                .tcp()
+        })?,
+    };
+    Ok(server.run())
 }
 
 /// A built application, listening but not yet serving.
@@ -130,24 +179,8 @@ impl Application {
             TcpListener::bind(&settings.bind).with_context(|| format!("binding {}", settings.bind))?;
         let port = listener.local_addr()?.port();
         let url = settings.public_url(port);
-        let max_body = settings.max_body_bytes;
-        let app_state = state.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .wrap(http::headers::security_headers())
-                .wrap(middleware::Compress::default())
-                .wrap(tracing_actix_web::TracingLogger::default())
-                .configure(|cfg| http::routes(cfg, max_body))
-        })
-        .on_connect(|conn, _ext| tune_socket(conn))
-        .shutdown_timeout(5);
-        let server = if settings.workers > 0 { server.workers(settings.workers) } else { server };
-        let server = match tls {
-            Some(cfg) => server.listen_rustls_0_23(listener, cfg)?,
-            None => server.listen(listener)?,
-        };
-        Ok(Self { port, url, server: server.run(), state })
+        let server = serve(listener, &settings, tls, state.clone())?;
+        Ok(Self { port, url, server, state })
     }
 
     /// The port listened on.

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use articula_protocol::{CaseId, Codec, Event, OrgId, ServerBody, ServerMessage, UserId};
 use bytes::Bytes;
-use bytestring::ByteString;
 
 use crate::ports::StoredEvent;
 
@@ -21,7 +20,8 @@ pub enum FrameKind {
     Inbox,
 }
 
-/// A server frame in both encodings. Cloning the `Arc` is the only per-socket cost.
+/// A server frame in both encodings, each already a complete WebSocket frame: a socket writes
+/// the shared bytes as they are (no per-socket encoding, framing or copy).
 #[derive(Debug)]
 pub struct Frame {
     /// What it is.
@@ -37,10 +37,10 @@ pub struct Frame {
     /// Set on the event that re-routes the case: the new lab. Lab members of the old lab lose
     /// the case at this frame and do not receive it.
     pub lab_change: Option<Option<OrgId>>,
-    /// JSON text.
-    pub json: ByteString,
-    /// MessagePack bytes.
-    pub msgpack: Bytes,
+    /// The JSON encoding as a WebSocket text frame.
+    pub ws_json: Bytes,
+    /// The MessagePack encoding as a WebSocket binary frame.
+    pub ws_msgpack: Bytes,
 }
 
 /// Encoding a server frame failed; only possible with a bug in the protocol types.
@@ -52,9 +52,8 @@ impl Frame {
     /// Encodes `body` in both codecs.
     pub fn encode(kind: FrameKind, body: ServerBody) -> Result<Self, FrameError> {
         let msg = ServerMessage::from(body);
-        let json = Codec::Json.encode_server(&msg).map_err(|e| FrameError(e.to_string()))?;
-        let json = ByteString::try_from(json).map_err(|e| FrameError(e.to_string()))?;
-        let msgpack = Codec::MsgPack.encode_server(&msg).map_err(|e| FrameError(e.to_string()))?;
+        let ws_json = Codec::Json.encode_server_frame(&msg).map_err(|e| FrameError(e.to_string()))?;
+        let ws_msgpack = Codec::MsgPack.encode_server_frame(&msg).map_err(|e| FrameError(e.to_string()))?;
         Ok(Self {
             kind,
             case_id: None,
@@ -62,8 +61,8 @@ impl Frame {
             doctor_id: None,
             actor: None,
             lab_change: None,
-            json,
-            msgpack: Bytes::from(msgpack),
+            ws_json,
+            ws_msgpack,
         })
     }
 
@@ -93,19 +92,11 @@ impl Frame {
         Ok(Arc::new(frame))
     }
 
-    /// The encoding for a codec.
-    pub fn bytes(&self, codec: Codec) -> FrameBytes<'_> {
+    /// The WebSocket frame for a codec.
+    pub fn wire(&self, codec: Codec) -> &Bytes {
         match codec {
-            Codec::Json => FrameBytes::Text(&self.json),
-            Codec::MsgPack => FrameBytes::Binary(&self.msgpack),
+            Codec::Json => &self.ws_json,
+            Codec::MsgPack => &self.ws_msgpack,
         }
     }
-}
-
-/// A frame's payload for one codec.
-pub enum FrameBytes<'a> {
-    /// A text frame.
-    Text(&'a ByteString),
-    /// A binary frame.
-    Binary(&'a Bytes),
 }

@@ -4,6 +4,7 @@
 //! every error can name the frame's `id` when it was readable, and the server can answer each
 //! command with exactly one `ack` or `error`.
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -13,6 +14,9 @@ use crate::v1::{ClientBody, ClientMessage, ErrorCode, MAX_COMMAND_ID_LEN, Server
 pub const JSON_SUBPROTOCOL: &str = "articula.v1+json";
 /// WebSocket subprotocol of the MessagePack codec (binary frames).
 pub const MSGPACK_SUBPROTOCOL: &str = "articula.v1+msgpack";
+
+/// The longest header of an unmasked WebSocket frame (64-bit length).
+const MAX_WS_HEADER: usize = 10;
 
 /// A wire codec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -75,6 +79,40 @@ impl Codec {
     /// Encodes a server frame.
     pub fn encode_server(self, msg: &ServerMessage) -> Result<Vec<u8>, EncodeError> {
         self.encode(msg)
+    }
+
+    /// Encodes a server frame as a complete WebSocket frame (RFC 6455 §5.2: FIN, text for JSON
+    /// or binary for MessagePack, unmasked as server frames are), ready to be written to a socket
+    /// as is. A frame that goes to many sockets is encoded once and its bytes are shared.
+    pub fn encode_server_frame(self, msg: &ServerMessage) -> Result<Bytes, EncodeError> {
+        // The payload is serialised after room for the longest header, which is then written
+        // right before it: one allocation, no copy.
+        let mut buf = vec![0u8; MAX_WS_HEADER];
+        match self {
+            Codec::Json => serde_json::to_writer(&mut buf, msg).map_err(|e| EncodeError(e.to_string()))?,
+            Codec::MsgPack => {
+                rmp_serde::encode::write_named(&mut buf, msg).map_err(|e| EncodeError(e.to_string()))?
+            }
+        }
+        let len = buf.len() - MAX_WS_HEADER;
+        let opcode: u8 = if self.is_binary() { 0x2 } else { 0x1 };
+        let mut header = [0u8; MAX_WS_HEADER];
+        header[0] = 0x80 | opcode;
+        let header_len = if len < 126 {
+            header[1] = len as u8;
+            2
+        } else if let Ok(short) = u16::try_from(len) {
+            header[1] = 126;
+            header[2..4].copy_from_slice(&short.to_be_bytes());
+            4
+        } else {
+            header[1] = 127;
+            header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            10
+        };
+        let start = MAX_WS_HEADER - header_len;
+        buf[start..MAX_WS_HEADER].copy_from_slice(&header[..header_len]);
+        Ok(Bytes::from(buf).slice(start..))
     }
 
     /// Encodes a client frame (clients, tests and load generators).
@@ -283,6 +321,34 @@ mod tests {
         assert_eq!(err.map(|e| e.code), Some(ErrorCode::UnknownField));
         let err = Codec::Json.decode_client(br#"{"v":1,"id":"a","type":"ping","data":{"x":1}}"#).err();
         assert_eq!(err.map(|e| e.code), Some(ErrorCode::UnknownField));
+    }
+
+    #[test]
+    fn server_frames_are_complete_websocket_frames() {
+        use crate::v1::{Pong, ServerBody};
+        let short = ServerMessage::from(ServerBody::Pong(Pong { id: Some("p".into()) }));
+        for codec in Codec::ALL {
+            let payload = codec.encode_server(&short).expect("encode");
+            let frame = codec.encode_server_frame(&short).expect("frame");
+            assert_eq!(frame[0], if codec.is_binary() { 0x82 } else { 0x81 }, "FIN + opcode");
+            assert_eq!(frame[1] as usize, payload.len(), "7-bit length, no mask");
+            assert_eq!(&frame[2..], &payload[..]);
+        }
+        // 16-bit and 64-bit lengths.
+        for (n, header) in [(300usize, 4usize), (70_000, 10)] {
+            let long = ServerMessage::from(ServerBody::Pong(Pong { id: Some("x".repeat(n)) }));
+            let payload = Codec::Json.encode_server(&long).expect("encode");
+            let frame = Codec::Json.encode_server_frame(&long).expect("frame");
+            let len = if header == 4 {
+                assert_eq!(frame[1], 126);
+                u16::from_be_bytes([frame[2], frame[3]]) as usize
+            } else {
+                assert_eq!(frame[1], 127);
+                u64::from_be_bytes(frame[2..10].try_into().expect("8 bytes")) as usize
+            };
+            assert_eq!(len, payload.len());
+            assert_eq!(&frame[header..], &payload[..]);
+        }
     }
 
     #[test]

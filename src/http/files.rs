@@ -79,8 +79,17 @@ pub async fn link(
     let base = match &app.settings.public_url {
         Some(u) => u.trim_end_matches('/').to_owned(),
         None => {
+            // The host the client used; the scheme is the server's own (TLS unless turned off,
+            // then the proxy's when it is trusted to say).
             let info = req.connection_info();
-            format!("{}://{}", info.scheme(), info.host())
+            let scheme = if app.settings.tls != "off" {
+                "https"
+            } else if app.settings.trust_proxy {
+                info.scheme()
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}", info.host())
         }
     };
     Ok(HttpResponse::Ok().json(Link { url: format!("{base}{path}"), expires_at }))

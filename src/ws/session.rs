@@ -2,10 +2,11 @@
 //! actors and hubs broadcast.
 //!
 //! Outbound frames arrive through bounded broadcast channels (one per subscribed case, board or
-//! inbox); each frame is encoded once for all sockets and only its bytes are written here. A
-//! socket that falls further behind than the channel's bound gets `resync` and is closed — its
-//! slowness never reaches the case actor or grows memory. Heartbeats detect dead peers; a
-//! revoked session or user closes the socket at once.
+//! inbox), read in batches; each frame is encoded once, as a WebSocket frame, for all sockets,
+//! and the session only queues its shared bytes in the socket's outbox. A socket that falls
+//! further behind than the channel's bound gets `resync` and is closed — its slowness never
+//! reaches the case actor or grows memory. Heartbeats detect dead peers; a revoked session or
+//! user closes the socket at once.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -23,8 +24,9 @@ use articula_protocol::{
     Presence, Receipt, Resync, Role, ServerBody, ServerMessage, UserId, Welcome,
 };
 use futures_util::StreamExt;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use super::batches::{Batch, Batches, End};
+use super::transport::SharedOutbox;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -47,14 +49,12 @@ const RECENT_ACCESS: Duration = Duration::from_secs(10);
 /// At most this many such cases are remembered per socket.
 const RECENT_ACCESS_CASES: usize = 4096;
 
-type Item = Option<Result<Arc<Frame>, BroadcastStreamRecvError>>;
-
-/// A frame (or the end) of a case's channel.
-struct CaseItem(CaseId, Item);
-/// A frame (or the end) of the board channel.
-struct BoardItem(Item);
-/// A frame (or the end) of an organisation's activity channel.
-struct InboxItem(InboxFilter, Item);
+/// Frames (and maybe the end) of a case's channel.
+struct CaseItem(CaseId, Batch);
+/// Frames (and maybe the end) of the board channel.
+struct BoardItem(Batch);
+/// Frames (and maybe the end) of an organisation's activity channel.
+struct InboxItem(InboxFilter, Batch);
 
 /// Which activity of an organisation a user's inbox shows.
 #[derive(Clone, Copy)]
@@ -82,6 +82,8 @@ struct BoardSub {
 pub struct WsSession {
     app: Arc<AppState>,
     codec: Codec,
+    /// Where frames to this socket go (written by the transport in order).
+    out: SharedOutbox,
     caller: Option<Caller>,
     control: Option<Arc<SocketControl>>,
     last_seen: Instant,
@@ -100,21 +102,18 @@ pub struct WsSession {
 
 fn channel<T: 'static>(
     rx: tokio::sync::broadcast::Receiver<Arc<Frame>>,
-    wrap: impl Fn(Item) -> T + 'static,
+    wrap: impl Fn(Batch) -> T + 'static,
 ) -> impl Stream<Item = T> {
-    let wrap = Arc::new(wrap);
-    let end = wrap.clone();
-    BroadcastStream::new(rx)
-        .map(move |r| wrap(Some(r)))
-        .chain(futures_util::stream::once(async move { end(None) }))
+    Batches::new(rx).map(wrap)
 }
 
 impl WsSession {
     /// A session, pre-authenticated when the upgrade carried credentials.
-    pub fn new(app: Arc<AppState>, codec: Codec, caller: Option<Caller>) -> Self {
+    pub fn new(app: Arc<AppState>, codec: Codec, caller: Option<Caller>, out: SharedOutbox) -> Self {
         Self {
             app,
             codec,
+            out,
             caller,
             control: None,
             last_seen: Instant::now(),
@@ -132,23 +131,15 @@ impl WsSession {
         self.caller.as_ref().map(|c| c.user_id)
     }
 
-    fn send(&self, ctx: &mut ws::WebsocketContext<Self>, body: ServerBody) {
-        match self.codec.encode_server(&ServerMessage::from(body)) {
-            Ok(bytes) if self.codec.is_binary() => ctx.binary(bytes),
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(s) => ctx.text(s),
-                Err(e) => tracing::error!(error = %e, "JSON frame is not UTF-8"),
-            },
+    fn send(&self, _ctx: &mut ws::WebsocketContext<Self>, body: ServerBody) {
+        match self.codec.encode_server_frame(&ServerMessage::from(body)) {
+            Ok(bytes) => self.out.borrow_mut().push(bytes),
             Err(e) => tracing::error!(error = %e, "encoding a frame failed"),
         }
     }
 
-    fn send_frame(&self, ctx: &mut ws::WebsocketContext<Self>, frame: &Frame) {
-        if self.codec.is_binary() {
-            ctx.binary(frame.msgpack.clone());
-        } else {
-            ctx.text(frame.json.clone());
-        }
+    fn send_frame(&self, _ctx: &mut ws::WebsocketContext<Self>, frame: &Frame) {
+        self.out.borrow_mut().push(frame.wire(self.codec).clone());
     }
 
     fn ack(&self, ctx: &mut ws::WebsocketContext<Self>, id: Option<String>, seq: Option<u64>) {
@@ -669,62 +660,80 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
     }
 }
 
+/// Why a case's batch stopped being delivered.
+enum Stop {
+    /// A seq is missing (a bug: never deliver a gap).
+    Gap { last: u64, seq: u64 },
+    /// The case left this user's lab.
+    LabLost { last: u64 },
+}
+
 impl StreamHandler<CaseItem> for WsSession {
-    fn handle(&mut self, CaseItem(case_id, item): CaseItem, ctx: &mut Self::Context) {
+    fn handle(&mut self, CaseItem(case_id, batch): CaseItem, ctx: &mut Self::Context) {
         if self.revoked() {
             return self.close(ctx, CloseCode::Other(CLOSE_REVOKED), "session revoked");
         }
         let me = self.user();
+        let codec = self.codec;
         let Some(sub) = self.subs.get_mut(&case_id) else { return };
-        let frame = match item {
-            Some(Ok(frame)) => frame,
-            Some(Err(BroadcastStreamRecvError::Lagged(_))) => {
-                let last = sub.last_seq;
-                self.resync(ctx, Some(case_id), "lagged", Some(last));
-                return self.close(
-                    ctx,
-                    CloseCode::Other(CLOSE_RESYNC),
-                    "fell behind; resubscribe with since",
-                );
-            }
-            None => {
-                // The case's channel closed (its actor stopped for good): the client resubscribes.
-                let last = sub.last_seq;
-                self.subs.remove(&case_id);
-                return self.resync(ctx, Some(case_id), "restarted", Some(last));
-            }
-        };
-        match frame.kind {
-            FrameKind::Event => {
-                if frame.seq <= sub.last_seq {
-                    return;
-                }
-                if frame.seq != sub.last_seq + 1 {
-                    let last = sub.last_seq;
-                    tracing::error!(case = %case_id, seq = frame.seq, last, "gap in a case channel");
-                    self.resync(ctx, Some(case_id), "gap", Some(last));
-                    return self.close(ctx, CloseCode::Other(CLOSE_RESYNC), "resubscribe with since");
-                }
-                if let Some(new_lab) = frame.lab_change
-                    && new_lab != sub.lab_id
-                {
-                    if !sub.access.clinic_side() {
-                        // The case left this user's lab: no further frame of it reaches them.
-                        let last = sub.last_seq;
-                        self.drop_sub(case_id, ctx);
-                        return self.resync(ctx, Some(case_id), "access_changed", Some(last));
+        let mut out = self.out.borrow_mut();
+        let mut stop = None;
+        for frame in &batch.frames {
+            match frame.kind {
+                FrameKind::Event => {
+                    if frame.seq <= sub.last_seq {
+                        continue;
                     }
-                    sub.lab_id = new_lab;
+                    if frame.seq != sub.last_seq + 1 {
+                        stop = Some(Stop::Gap { last: sub.last_seq, seq: frame.seq });
+                        break;
+                    }
+                    if let Some(new_lab) = frame.lab_change
+                        && new_lab != sub.lab_id
+                    {
+                        if !sub.access.clinic_side() {
+                            // The case left this user's lab: no further frame of it reaches them.
+                            stop = Some(Stop::LabLost { last: sub.last_seq });
+                            break;
+                        }
+                        sub.lab_id = new_lab;
+                    }
+                    sub.last_seq = frame.seq;
+                    out.push(frame.wire(codec).clone());
                 }
-                sub.last_seq = frame.seq;
-                self.send_frame(ctx, &frame);
-            }
-            FrameKind::Ephemeral => {
-                if frame.actor.is_none() || frame.actor != me {
-                    self.send_frame(ctx, &frame);
+                FrameKind::Ephemeral => {
+                    if frame.actor.is_none() || frame.actor != me {
+                        out.push(frame.wire(codec).clone());
+                    }
                 }
+                FrameKind::Board | FrameKind::Inbox => {}
             }
-            FrameKind::Board | FrameKind::Inbox => {}
+        }
+        let last = sub.last_seq;
+        drop(out);
+        match stop {
+            Some(Stop::Gap { last, seq }) => {
+                tracing::error!(case = %case_id, seq, last, "gap in a case channel");
+                self.resync(ctx, Some(case_id), "gap", Some(last));
+                return self.close(ctx, CloseCode::Other(CLOSE_RESYNC), "resubscribe with since");
+            }
+            Some(Stop::LabLost { last }) => {
+                self.drop_sub(case_id, ctx);
+                return self.resync(ctx, Some(case_id), "access_changed", Some(last));
+            }
+            None => {}
+        }
+        match batch.end {
+            None => {}
+            Some(End::Lagged) => {
+                self.resync(ctx, Some(case_id), "lagged", Some(last));
+                self.close(ctx, CloseCode::Other(CLOSE_RESYNC), "fell behind; resubscribe with since");
+            }
+            Some(End::Closed) => {
+                // The case's channel closed (its actor stopped for good): the client resubscribes.
+                self.subs.remove(&case_id);
+                self.resync(ctx, Some(case_id), "restarted", Some(last));
+            }
         }
     }
 
@@ -732,32 +741,37 @@ impl StreamHandler<CaseItem> for WsSession {
 }
 
 impl StreamHandler<BoardItem> for WsSession {
-    fn handle(&mut self, BoardItem(item): BoardItem, ctx: &mut Self::Context) {
+    fn handle(&mut self, BoardItem(batch): BoardItem, ctx: &mut Self::Context) {
         if self.revoked() {
             return self.close(ctx, CloseCode::Other(CLOSE_REVOKED), "session revoked");
         }
         let Some(board) = self.board.as_mut() else { return };
-        match item {
-            Some(Ok(frame)) => {
-                if let BoardScope::Doctor(_, me) = board.scope
-                    && frame.doctor_id != Some(me)
-                {
-                    return;
-                }
-                if let Some(case) = frame.case_id {
-                    let seen = board.seen.entry(case).or_insert(0);
-                    if frame.seq != 0 && frame.seq <= *seen {
-                        return;
-                    }
-                    *seen = frame.seq.max(*seen);
-                }
-                self.send_frame(ctx, &frame);
+        let mut out = Vec::new();
+        for frame in batch.frames {
+            if let BoardScope::Doctor(_, me) = board.scope
+                && frame.doctor_id != Some(me)
+            {
+                continue;
             }
-            Some(Err(BroadcastStreamRecvError::Lagged(_))) => {
+            if let Some(case) = frame.case_id {
+                let seen = board.seen.entry(case).or_insert(0);
+                if frame.seq != 0 && frame.seq <= *seen {
+                    continue;
+                }
+                *seen = frame.seq.max(*seen);
+            }
+            out.push(frame);
+        }
+        for frame in &out {
+            self.send_frame(ctx, frame);
+        }
+        match batch.end {
+            None => {}
+            Some(End::Lagged) => {
                 self.resync(ctx, None, "board_lagged", None);
                 self.close(ctx, CloseCode::Other(CLOSE_RESYNC), "fell behind; subscribe to the board again");
             }
-            None => {
+            Some(End::Closed) => {
                 self.board = None;
                 self.resync(ctx, None, "board_restarted", None);
             }
@@ -768,28 +782,25 @@ impl StreamHandler<BoardItem> for WsSession {
 }
 
 impl StreamHandler<InboxItem> for WsSession {
-    fn handle(&mut self, InboxItem(filter, item): InboxItem, ctx: &mut Self::Context) {
+    fn handle(&mut self, InboxItem(filter, batch): InboxItem, ctx: &mut Self::Context) {
         if self.revoked() {
             return self.close(ctx, CloseCode::Other(CLOSE_REVOKED), "session revoked");
         }
         let me = self.user();
-        match item {
-            Some(Ok(frame)) => {
-                if frame.actor == me {
-                    return;
-                }
-                if let InboxFilter::Doctor(d) = filter
-                    && frame.doctor_id != Some(d)
-                {
-                    return;
-                }
-                self.send_frame(ctx, &frame);
+        for frame in &batch.frames {
+            if frame.actor == me {
+                continue;
             }
-            Some(Err(BroadcastStreamRecvError::Lagged(_))) => {
-                self.resync(ctx, None, "inbox_lagged", None);
-                self.close(ctx, CloseCode::Other(CLOSE_RESYNC), "fell behind; subscribe to the inbox again");
+            if let InboxFilter::Doctor(d) = filter
+                && frame.doctor_id != Some(d)
+            {
+                continue;
             }
-            None => {}
+            self.send_frame(ctx, frame);
+        }
+        if batch.end == Some(End::Lagged) {
+            self.resync(ctx, None, "inbox_lagged", None);
+            self.close(ctx, CloseCode::Other(CLOSE_RESYNC), "fell behind; subscribe to the inbox again");
         }
     }
 

@@ -756,8 +756,65 @@ async fn the_socket_authenticates_by_header_frame_or_same_site_cookie(app: TestA
     assert!(matches!(anon.wait_for(|f| matches!(f, ServerBody::Welcome(_))).await, ServerBody::Welcome(_)));
     anon.subscribe(case, 0).await;
 
-    // A bad header token is refused at the upgrade.
-    assert!(Ws::connect(&app, Some("at_forged"), Codec::Json).await.is_err());
+    // A bad header token is refused at the upgrade, with the REST error body and headers.
+    match Ws::connect(&app, Some("at_forged"), Codec::Json).await.map(|_| ()) {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status(), 401);
+            assert!(
+                res.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'")
+            );
+            let body: serde_json::Value = serde_json::from_slice(res.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["error"], "token_invalid");
+        }
+        other => panic!("expected 401, got {other:?}"),
+    }
+    // Only the WebSocket endpoint upgrades; a plain GET of it is told what it is.
+    let elsewhere = Ws::connect_with(&app, Codec::Json, |r| {
+        *r.uri_mut() = format!("wss://127.0.0.1:{}/api/v1/cases", app.port).parse().unwrap();
+    })
+    .await;
+    match elsewhere.map(|_| ()) {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 404),
+        other => panic!("expected 404, got {other:?}"),
+    }
+    // A client that sends its first frame in the same write as its handshake is served: the
+    // bytes that arrive with the upgrade are not lost.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let connector = tokio_rustls::TlsConnector::from(app.tls_config());
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut raw = connector.connect(name, tcp).await.unwrap();
+        let mut bytes = format!(
+            "GET /api/v1/ws HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: articula.v1+json\r\nAuthorization: Bearer {}\r\n\r\n",
+            app.port, w.doctor.access
+        )
+        .into_bytes();
+        let ping = br#"{"v":1,"type":"ping","id":"early"}"#;
+        let mask = [7u8, 1, 9, 3];
+        bytes.extend_from_slice(&[0x81, 0x80 | ping.len() as u8]);
+        bytes.extend_from_slice(&mask);
+        bytes.extend(ping.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        raw.write_all(&bytes).await.unwrap();
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !String::from_utf8_lossy(&seen).contains(r#""id":"early""#) {
+            assert!(Instant::now() < deadline, "no pong: {:?}", String::from_utf8_lossy(&seen));
+            let mut buf = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(10), raw.read(&mut buf)).await.unwrap().unwrap();
+            assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&seen);
+        assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+        assert!(text.to_ascii_lowercase().contains("sec-websocket-protocol: articula.v1+json"), "{text}");
+        assert!(text.contains(r#""type":"pong""#), "{text}");
+    }
+    let plain = app.http.get(app.path("/api/v1/ws")).send().await.unwrap();
+    assert_eq!(plain.status(), 422);
+    assert_eq!(plain.json::<serde_json::Value>().await.unwrap()["error"], "validation_failed");
     // The session cookie works from the server's own origin, not from another site.
     let cookie = format!("__Host-articula_at={}", w.doctor.access);
     let own = Ws::connect_with(&app, Codec::Json, |r| {
