@@ -126,6 +126,9 @@ pub struct Settings {
     pub commit_max_batch: usize,
     /// Least milliseconds between the starts of two group commits.
     pub commit_interval_ms: u64,
+    /// SQLite: write-ahead log frames (4 KiB pages) after which the background checkpointer
+    /// restarts the log from its beginning.
+    pub sqlite_wal_restart_frames: u64,
 
     /// `fs` (files under the data dir, the default) or `s3` (S3-compatible: AWS, R2, MinIO…).
     pub object_store: String,
@@ -203,6 +206,7 @@ impl Default for Settings {
             case_idle_secs: 600,
             commit_max_batch: 2048,
             commit_interval_ms: 5,
+            sqlite_wal_restart_frames: 1024,
             object_store: "fs".into(),
             s3_endpoint: None,
             s3_region: "us-east-1".into(),
@@ -311,6 +315,9 @@ impl Settings {
         }
         if self.max_body_bytes < 1024 {
             return Err(bad("max_body_bytes", "must be at least 1024"));
+        }
+        if self.sqlite_wal_restart_frames < 16 {
+            return Err(bad("sqlite_wal_restart_frames", "must be at least 16"));
         }
         if self.subscriber_queue < 16 || self.resume_ring == 0 || self.commit_max_batch == 0 {
             return Err(bad("subscriber_queue / resume_ring / commit_max_batch", "too small"));

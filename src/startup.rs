@@ -39,18 +39,20 @@ const TCP_NOTSENT_LOWAT: u32 = 128 * 1024;
 /// timeouts keep actix-http's defaults, 5 s each).
 const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
+fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    if let Some(h) = HANDLE.get() {
-        return Ok(h.clone());
-    }
-    let recorder = PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    // Only the first application of a process installs the recorder (tests start many).
-    if metrics::set_global_recorder(recorder).is_ok() {
-        let _ = HANDLE.set(handle.clone());
-    }
-    HANDLE.get().cloned().context("metrics recorder")
+    // Only the first application of a process installs the recorder (tests start many, in
+    // parallel: `get_or_init` makes the others wait for it rather than race it).
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone()
 }
 
 /// Installs the TLS crypto provider once per process.
@@ -127,14 +129,16 @@ impl Application {
     /// actix system.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         install_crypto_provider();
-        let metrics = metrics_handle()?;
+        let metrics = metrics_handle();
         let settings = Arc::new(settings);
         let db = Db::connect(&settings).await.context("database")?;
         let passwords = Passwords::new(settings.argon2_memory_kib, settings.argon2_iterations)?;
         let revocations = Arc::new(Revocations::default());
         revocations.spawn_watcher(db.clone(), Duration::from_millis(250));
 
-        let store: Arc<dyn CaseStore> = Arc::new(SqlCaseStore::new(db.clone()));
+        db.spawn_checkpointer(&settings).await.context("database")?;
+        let log_writer = db.log_writer(&settings).await.context("database")?;
+        let store: Arc<dyn CaseStore> = Arc::new(SqlCaseStore::new(db.clone(), log_writer));
         let persistence = PersistenceActor::new(
             store.clone(),
             PersistenceConfig {

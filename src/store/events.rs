@@ -452,12 +452,13 @@ impl Db {
 /// The actors' storage port on the configured database.
 pub struct SqlCaseStore {
     db: Db,
+    writer: Db,
 }
 
 impl SqlCaseStore {
-    /// A store over `db`.
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    /// A store that loads cases from `db` and commits through `writer` ([`Db::log_writer`]).
+    pub fn new(db: Db, writer: Db) -> Self {
+        Self { db, writer }
     }
 }
 
@@ -468,7 +469,7 @@ impl CaseStore for SqlCaseStore {
     }
 
     fn commit(&self, items: Vec<PersistItem>) -> BoxFuture<'static, Result<(), ports::StoreError>> {
-        let db = self.db.clone();
+        let db = self.writer.clone();
         async move { db.commit_items(&items).await.map_err(|e| ports::StoreError(e.to_string())) }.boxed()
     }
 }

@@ -67,6 +67,48 @@ pub fn parse<T: FromStr>(s: &str, what: &str) -> Result<T, StoreError> {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// How often the WAL is checkpointed into the database file (SQLite).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// How long a truncating checkpoint waits for readers (holding writers back meanwhile).
+const CHECKPOINT_PATIENCE: Duration = Duration::from_millis(100);
+
+/// How a checkpoint treats the writers and readers it meets.
+#[derive(Clone, Copy)]
+enum Checkpoint {
+    /// Copies what it can, waits for no one.
+    Passive,
+    /// Copies everything and starts the log over (waiting briefly for readers).
+    Truncate,
+}
+
+/// Runs a checkpoint; answers the frames in the log.
+async fn checkpoint(pool: &SqlitePool, mode: Checkpoint) -> Result<i64, sqlx::Error> {
+    let (sql, name) = match mode {
+        Checkpoint::Passive => ("PRAGMA wal_checkpoint(PASSIVE)", "passive"),
+        Checkpoint::Truncate => ("PRAGMA wal_checkpoint(TRUNCATE)", "truncate"),
+    };
+    let (_busy, in_log, copied): (i64, i64, i64) = sqlx::query_as(sql).fetch_one(pool).await?;
+    metrics::counter!("articula_sqlite_checkpoints_total", "mode" => name).increment(1);
+    metrics::gauge!("articula_sqlite_wal_frames").set(in_log as f64);
+    metrics::gauge!("articula_sqlite_wal_checkpointed_frames").set(copied as f64);
+    Ok(in_log)
+}
+
+fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
+    Ok(SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: a committed event survives a power cut; group commit pays the fsync once per batch.
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10))
+        // Checkpoints run in the background (`spawn_checkpointer`), never inside a commit: an
+        // automatic checkpoint copies and fsyncs a thousand pages in the middle of whichever
+        // commit crossed the threshold, and every event waiting on that commit waits for it.
+        .pragma("wal_autocheckpoint", "0")
+        .pragma("journal_size_limit", (64 * 1024 * 1024).to_string()))
+}
+
 impl Db {
     /// Connects to the configured database and runs pending migrations.
     pub async fn connect(settings: &Settings) -> Result<Self, StoreError> {
@@ -76,14 +118,13 @@ impl Db {
             Backend::Sqlite => {
                 std::fs::create_dir_all(&settings.data_dir)
                     .map_err(|e| StoreError::Corrupt(format!("data dir: {e}")))?;
-                let opts = SqliteConnectOptions::from_str(&url)?
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    // FULL: a committed event survives a power cut; group commit pays the fsync once per batch.
-                    .synchronous(SqliteSynchronous::Full)
-                    .foreign_keys(true)
-                    .busy_timeout(Duration::from_secs(10));
-                let pool = SqlitePoolOptions::new().max_connections(max).connect_with(opts).await?;
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(max)
+                    // Connections to a local file do not go stale; checking costs a round trip
+                    // to the connection's thread on every acquire.
+                    .test_before_acquire(false)
+                    .connect_with(sqlite_options(&url)?)
+                    .await?;
                 SQLITE_MIGRATIONS.run(&pool).await?;
                 Db::Sqlite(pool)
             }
@@ -113,6 +154,63 @@ impl Db {
     pub async fn ping(&self) -> Result<(), StoreError> {
         with_db!(self, pool => {
             sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Where the group commit writes the event log. On SQLite, one connection of its own: its
+    /// page cache and prepared statements stay warm, and it never queues behind the REST API's
+    /// reads for a pooled connection (SQLite has one writer at a time anyway). On PostgreSQL,
+    /// the shared pool.
+    pub async fn log_writer(&self, settings: &Settings) -> Result<Self, StoreError> {
+        match self {
+            Db::Sqlite(_) => {
+                let (_, url) = settings.database();
+                let opts = sqlite_options(&url)?.pragma("cache_size", "-65536");
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .test_before_acquire(false)
+                    .connect_with(opts)
+                    .await?;
+                Ok(Db::Sqlite(pool))
+            }
+            Db::Postgres(_) => Ok(self.clone()),
+        }
+    }
+
+    /// Checkpoints SQLite's write-ahead log into the database file in the background, so that
+    /// commits never do it. Every tick a PASSIVE checkpoint copies what it can without waiting
+    /// for anyone. That alone would let the log grow forever under steady writes (SQLite starts
+    /// the log over only when a writer begins with everything copied and no reader in the log,
+    /// which a steady writer with readers around seldom meets). So once the log holds
+    /// `restart_frames`, a TRUNCATE checkpoint follows at once: it copies the few frames written
+    /// since the PASSIVE pass and empties the log. It holds writers back while it waits for
+    /// readers to leave the log, so it runs on a connection of its own that gives up after
+    /// [`CHECKPOINT_PATIENCE`] and tries again at the next tick. Nothing on PostgreSQL.
+    pub async fn spawn_checkpointer(&self, settings: &Settings) -> Result<(), StoreError> {
+        let Db::Sqlite(_) = self else { return Ok(()) };
+        let (_, url) = settings.database();
+        let restart_frames = settings.sqlite_wal_restart_frames as i64;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect_with(sqlite_options(&url)?.busy_timeout(CHECKPOINT_PATIENCE))
+            .await?;
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                match checkpoint(&pool, Checkpoint::Passive).await {
+                    Ok(frames) if frames >= restart_frames => {
+                        if let Err(e) = checkpoint(&pool, Checkpoint::Truncate).await {
+                            tracing::debug!(error = %e, "WAL truncation postponed");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+                }
+            }
         });
         Ok(())
     }

@@ -30,6 +30,44 @@ both_backends!(
     presence_typing_and_read_receipts,
 );
 
+/// SQLite only: commits never checkpoint the write-ahead log themselves (that would stall every
+/// event waiting on the commit); a background task copies it into the database file, and starts
+/// the log over once it is long, so that steady writing never grows it without bound.
+#[actix_web::test]
+async fn the_sqlite_log_is_checkpointed_in_the_background_and_stays_bounded() {
+    // Restart the log past 64 frames (256 KiB).
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.sqlite_wal_restart_frames = 64;
+        s.ws_command_burst = 1000;
+    })
+    .await;
+    let w = app.world().await;
+    let case = app.submitted_case(&w.doctor, "Crown", w.lab).await;
+    let file_size = |name: &str| std::fs::metadata(app.dir.path().join(name)).map(|m| m.len()).unwrap_or(0);
+    let before = file_size("articula.db");
+    let mut doctor = app.ws(&w.doctor, Codec::Json).await;
+    doctor.subscribe(case, 0).await;
+    let text = "x".repeat(10_000);
+    // Steady writing, ~20 KB per message: the log must start over now and then (its file
+    // shrinks) rather than hold everything.
+    let (mut posts, mut last, mut shrank) = (0, 0, false);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while posts < 300 || !shrank {
+        assert!(Instant::now() < deadline, "the log never started over: {last} bytes after {posts} messages");
+        doctor.post(case, &text).await;
+        posts += 1;
+        let size = file_size("articula.db-wal");
+        shrank |= size < last;
+        last = size;
+    }
+    // Everything reaches the database file, though SQLite's own automatic checkpoint is off.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while file_size("articula.db") < before + 3_000_000 {
+        assert!(Instant::now() < deadline, "the database file stayed at {} bytes", file_size("articula.db"));
+        tokio::time::sleep(Duration::from_millis(50)).await; // polling a file: no event to wait on
+    }
+}
+
 fn post(case_id: CaseId, text: &str) -> ClientBody {
     ClientBody::PostMessage(PostMessage { case_id, text: text.into(), attachments: vec![], reply_to: None })
 }

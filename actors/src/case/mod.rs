@@ -210,6 +210,8 @@ struct Pending {
     waiters: Vec<Waiter>,
     /// Board and inbox effects to publish once committed.
     effects: Option<Effects>,
+    /// When the change was accepted (for the time-to-durable histogram).
+    accepted: Instant,
 }
 
 struct Effects {
@@ -425,6 +427,7 @@ impl CaseActor {
             frame,
             waiters: vec![tx],
             effects: Some(Effects { summary, inbox, lab_visible, lab_lost }),
+            accepted: Instant::now(),
         });
         self.flush(ctx);
         Ok(rx)
@@ -460,6 +463,11 @@ impl CaseActor {
     fn committed(&mut self, ctx: &mut Context<Self>) {
         let batch = std::mem::take(&mut self.in_flight);
         let mut last_effects = None;
+        if let Some(first) = batch.first() {
+            // From the oldest change of the commit being accepted to its being durable.
+            metrics::histogram!("articula_case_time_to_durable_seconds")
+                .record(first.accepted.elapsed().as_secs_f64());
+        }
         for p in batch {
             let _ = self.tx.send(p.frame.clone());
             if let Some(seq) = p.seq {
@@ -595,6 +603,7 @@ impl Handler<MarkRead> for CaseActor {
                 frame,
                 waiters: vec![tx],
                 effects: None,
+                accepted: Instant::now(),
             });
             self.flush(ctx);
             Ok(rx)
