@@ -178,20 +178,20 @@ impl std::fmt::Debug for ScanSession {
 /// Recognises the EICAR test file: its 68 bytes at the start, then only whitespace (space, tab,
 /// CR, LF, Ctrl-Z), 128 bytes at most in all — as the EICAR definition says.
 #[derive(Default)]
-struct EicarCheck {
+pub(crate) struct EicarCheck {
     /// The first bytes, one more than the longest EICAR file.
     head: Vec<u8>,
     len: u64,
 }
 
 impl EicarCheck {
-    fn update(&mut self, chunk: &[u8]) {
+    pub(crate) fn update(&mut self, chunk: &[u8]) {
         self.len = self.len.saturating_add(chunk.len() as u64);
         let room = (EICAR_MAX_LEN + 1).saturating_sub(self.head.len()).min(chunk.len());
         self.head.extend_from_slice(&chunk[..room]);
     }
 
-    fn matches(&self) -> bool {
+    pub(crate) fn matches(&self) -> bool {
         self.len <= EICAR_MAX_LEN as u64
             && self.head.starts_with(EICAR)
             && self.head[EICAR.len()..].iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0x1A))

@@ -1,6 +1,7 @@
-//! Completing an upload: one pass over the sealed bytes checks the content type, scans for
-//! malware and computes the SHA-256; only then is the file moved to object storage, recorded,
-//! and added to the case through its actor (a `file_added` event subscribers see live).
+//! Completing an upload: the content type, the malware check and the SHA-256 — from the
+//! digest made while the upload arrived, or else from one pass over the sealed bytes — and only
+//! then is the file moved to object storage, recorded, and added to the case through its actor
+//! (a `file_added` event subscribers see live).
 
 use articula_actors::case::NewFile;
 use articula_actors::clock::now_ms;
@@ -11,11 +12,15 @@ use tokio::io::AsyncReadExt;
 
 use crate::error::ApiError;
 use crate::files::scan::Verdict;
-use crate::files::sniff::{FileType, Sniffer};
+use std::sync::Arc;
+
+use crate::files::sniff::{FileType, Refusal, Sniffer};
 use crate::objects::crypto;
 use crate::objects::new_object_key;
 use crate::state::AppState;
 use crate::store::files::{FileRow, UploadRow};
+
+use super::digest::ContentDigest;
 
 /// The kind a file gets when the uploader did not say.
 pub fn default_kind(ty: FileType) -> FileKind {
@@ -29,6 +34,7 @@ pub fn default_kind(ty: FileType) -> FileKind {
 pub async fn refuse(app: &AppState, upload: &UploadRow, reason: &str) {
     tracing::info!(upload = %upload.id, reason, "upload refused");
     app.files.staging.remove(upload.id).await;
+    app.files.forget_digest(upload.id);
     if let Err(e) = app.db.end_upload(upload.id, "refused", Some(reason)).await {
         tracing::warn!(error = %e, "recording a refused upload failed");
     }
@@ -39,8 +45,13 @@ async fn refused(app: &AppState, upload: &UploadRow, code: ErrorCode, message: S
     ApiError::new(code, message)
 }
 
-/// Completes a fully received upload.
-pub async fn complete(app: &AppState, upload: &UploadRow) -> Result<(), ApiError> {
+/// Completes a fully received upload. `digest`, when it covers every segment, spares reading
+/// the whole file back (unless clamd must see it).
+pub async fn complete(
+    app: &AppState,
+    upload: &UploadRow,
+    digest: Option<ContentDigest>,
+) -> Result<(), ApiError> {
     // A completion interrupted after the file was stored resumes at adding it to the case.
     if let Some(row) = app.db.stored_file(FileId::from(upload.id)).await? {
         return add_to_case(app, upload, row).await;
@@ -52,14 +63,79 @@ pub async fn complete(app: &AppState, upload: &UploadRow) -> Result<(), ApiError
         fresh.as_ref().and_then(|u| u.detected_type.as_deref()).or(upload.detected_type.as_deref());
     let compress = detected.filter(|m| super::compressible_mime(m)).and(files.compression);
     let key = files.upload_key(upload).await.map_err(ApiError::internal)?;
-    let lens = files
+    let (lens, digest) = files
         .staging
-        .finalize(upload.id, key.clone(), upload.length, compress)
+        .finalize(upload.id, key.clone(), upload.length, compress, digest)
         .await
         .map_err(ApiError::internal)?;
-    let file_id = *upload.id.as_bytes();
+    let known = digest.filter(|d| d.segments() == lens.len() as u64 && files.scanner.clamd().is_none());
+    let (sha256, ty) = match known {
+        Some(d) => {
+            let v = d.finish();
+            if v.eicar {
+                tracing::warn!(upload = %upload.id, "the EICAR test file refused");
+                return Err(refused(
+                    app,
+                    upload,
+                    ErrorCode::MalwareDetected,
+                    format!("the file contains malware ({})", crate::files::scan::EICAR_SIGNATURE),
+                )
+                .await);
+            }
+            (v.sha256, v.file_type)
+        }
+        None => read_back(app, upload, &key, &lens).await?,
+    };
+    let size = upload.length;
+    let ty = match ty {
+        Ok(ty) => ty,
+        Err(r) => return Err(refused(app, upload, ErrorCode::InvalidFileType, r.message).await),
+    };
+    let kind = upload.kind.unwrap_or_else(|| default_kind(ty));
+    if !ty.fits(kind) {
+        let msg = format!("a {} cannot be a {} file", kind.as_str().replace('_', " "), ty.mime());
+        return Err(refused(app, upload, ErrorCode::InvalidFileType, msg).await);
+    }
 
-    // One pass: decrypt each segment, feed the type check, the scanner and the hash.
+    // Stored: the sealed segments move to object storage under a random key.
+    let object_key = new_object_key();
+    let seg_path = files.staging.seg_path(upload.id);
+    files.store.put_file(&object_key, &seg_path).await.map_err(ApiError::internal)?;
+    let row = FileRow {
+        id: FileId::from(upload.id),
+        case_id: upload.case_id,
+        org_id: upload.org_id,
+        name: upload.filename.clone(),
+        kind,
+        content_type: ty.mime().to_owned(),
+        size,
+        sha256,
+        uploaded_by: upload.user_id,
+        created_at: now_ms(),
+        object_key: object_key.clone(),
+        stored_size: lens.iter().sum(),
+        key_id: upload.key_id.clone(),
+        wrapped_dek: upload.wrapped_dek.clone(),
+        segments: lens,
+        seq: None,
+    };
+    if let Err(e) = app.db.insert_file(&row).await {
+        let _ = files.store.delete(&object_key).await;
+        return Err(e.into());
+    }
+    add_to_case(app, upload, row).await
+}
+
+/// One pass over the sealed file: decrypt each segment, feed the type check, the scanner (and
+/// clamd) and the hash. Answers the SHA-256 and the type check's verdict, or the refusal.
+async fn read_back(
+    app: &AppState,
+    upload: &UploadRow,
+    key: &Arc<crypto::Key>,
+    lens: &[u64],
+) -> Result<(String, Result<FileType, Refusal>), ApiError> {
+    let files = &app.files;
+    let file_id = *upload.id.as_bytes();
     let mut sniffer = Sniffer::new(upload.length);
     let mut sha = Sha256::new();
     let mut scan = match files.scanner.start().await {
@@ -132,44 +208,7 @@ pub async fn complete(app: &AppState, upload: &UploadRow) -> Result<(), ApiError
             .await);
         }
     }
-    let ty = match sniffer.finish() {
-        Ok(ty) => ty,
-        Err(r) => return Err(refused(app, upload, ErrorCode::InvalidFileType, r.message).await),
-    };
-    let kind = upload.kind.unwrap_or_else(|| default_kind(ty));
-    if !ty.fits(kind) {
-        let msg = format!("a {} cannot be a {} file", kind.as_str().replace('_', " "), ty.mime());
-        return Err(refused(app, upload, ErrorCode::InvalidFileType, msg).await);
-    }
-    let sha256 = hex::encode(sha.finalize());
-
-    // Stored: the sealed segments move to object storage under a random key.
-    let object_key = new_object_key();
-    let seg_path = files.staging.seg_path(upload.id);
-    files.store.put_file(&object_key, &seg_path).await.map_err(ApiError::internal)?;
-    let row = FileRow {
-        id: FileId::from(upload.id),
-        case_id: upload.case_id,
-        org_id: upload.org_id,
-        name: upload.filename.clone(),
-        kind,
-        content_type: ty.mime().to_owned(),
-        size,
-        sha256,
-        uploaded_by: upload.user_id,
-        created_at: now_ms(),
-        object_key: object_key.clone(),
-        stored_size: lens.iter().sum(),
-        key_id: upload.key_id.clone(),
-        wrapped_dek: upload.wrapped_dek.clone(),
-        segments: lens,
-        seq: None,
-    };
-    if let Err(e) = app.db.insert_file(&row).await {
-        let _ = files.store.delete(&object_key).await;
-        return Err(e.into());
-    }
-    add_to_case(app, upload, row).await
+    Ok((hex::encode(sha.finalize()), sniffer.finish()))
 }
 
 /// Adds a stored file to its case through the case's actor — exactly once, since the command id

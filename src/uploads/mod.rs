@@ -2,6 +2,7 @@
 //! and voice-note transcription.
 
 pub mod complete;
+pub mod digest;
 pub mod links;
 pub mod staging;
 pub mod transcribe;
@@ -21,6 +22,7 @@ use crate::objects::crypto::{Key, data_key_context};
 use crate::objects::keys::Keyring;
 use crate::store::Db;
 use crate::store::files::{FileRow, UploadRow};
+use digest::ContentDigest;
 use staging::Staging;
 
 /// Uploads and stored files.
@@ -37,6 +39,8 @@ pub struct Files {
     locks: DashMap<Uuid, ()>,
     /// Requests waiting for an upload's lock.
     waiters: DashMap<Uuid, Arc<tokio::sync::Notify>>,
+    /// Content digests of unfinished uploads between their requests.
+    digests: DashMap<Uuid, ContentDigest>,
     /// Largest upload.
     pub max_size: u64,
     /// Expiry of an untouched unfinished upload.
@@ -63,6 +67,9 @@ impl Drop for UploadLock<'_> {
     }
 }
 
+/// Most unfinished uploads whose content digest is kept in memory.
+const MAX_KEPT_DIGESTS: usize = 10_000;
+
 /// How long a request waits for another request on the same upload to finish.
 pub const LOCK_WAIT: Duration = Duration::from_secs(5);
 
@@ -78,6 +85,7 @@ impl Files {
             scanner: Scanner::new(clamd),
             locks: DashMap::new(),
             waiters: DashMap::new(),
+            digests: DashMap::new(),
             max_size: settings.max_upload_bytes,
             expiry_ms: settings.upload_expiry_hours as i64 * 3_600_000,
             compression: (settings.compression_level > 0).then_some(settings.compression_level),
@@ -118,6 +126,26 @@ impl Files {
         }
     }
 
+    /// Takes the content digest kept for an upload.
+    pub fn take_digest(&self, id: Uuid) -> Option<ContentDigest> {
+        self.digests.remove(&id).map(|(_, d)| d)
+    }
+
+    /// Keeps an upload's content digest for its next request (a few KiB each; past
+    /// [`MAX_KEPT_DIGESTS`] unfinished uploads, completion reads the file back instead).
+    pub fn keep_digest(&self, id: Uuid, digest: Option<ContentDigest>) {
+        if let Some(d) = digest
+            && self.digests.len() < MAX_KEPT_DIGESTS
+        {
+            self.digests.insert(id, d);
+        }
+    }
+
+    /// Forgets an upload's digest (refused, terminated, expired).
+    pub fn forget_digest(&self, id: Uuid) {
+        self.digests.remove(&id);
+    }
+
     /// The data key of an upload.
     pub async fn upload_key(&self, u: &UploadRow) -> anyhow::Result<Arc<Key>> {
         let org_key = self.keyring.key_by_id(&u.key_id).await?;
@@ -137,6 +165,7 @@ impl Files {
             // An upload with a request in progress is not abandoned.
             if let Some(_lock) = self.lock(id) {
                 self.staging.remove(id).await;
+                self.forget_digest(id);
                 db.end_upload(id, "expired", None).await?;
                 tracing::info!(upload = %id, "abandoned upload expired and deleted");
                 n += 1;
@@ -247,12 +276,12 @@ pub async fn ingest(
     let mut w = app
         .files
         .staging
-        .writer(upload.id, key, upload.length, compress)
+        .writer(upload.id, key, upload.length, compress, None)
         .await
         .map_err(ApiError::internal)?;
     w.push(bytes).await.map_err(ApiError::internal)?;
-    w.commit().await.map_err(ApiError::internal)?;
-    complete::complete(app, &upload).await?;
+    let (_, digest) = w.commit().await.map_err(ApiError::internal)?;
+    complete::complete(app, &upload, digest).await?;
     Ok(articula_protocol::FileId::from(upload.id))
 }
 

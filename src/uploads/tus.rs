@@ -246,7 +246,7 @@ pub async fn head(
             // Every byte is there but the file was not completed (the last request failed after
             // receiving it): complete it now, so a client that resumes never sees a false success.
             Ok(r) if r.offset() == upload.length => {
-                if let Err(e) = super::complete::complete(&app, &upload).await {
+                if let Err(e) = super::complete::complete(&app, &upload, app.files.take_digest(id)).await {
                     return fail(e);
                 }
                 upload.length
@@ -342,7 +342,7 @@ async fn receive(
     let mut writer = app
         .files
         .staging
-        .writer(upload.id, key, upload.length, compress)
+        .writer(upload.id, key, upload.length, compress, app.files.take_digest(upload.id))
         .await
         .map_err(ApiError::internal)?;
     if writer.offset() != offset {
@@ -440,10 +440,12 @@ async fn receive(
     }
     // Without a checksum, whatever arrived before an interruption is kept: the client resumes
     // from the offset a HEAD reports.
-    let new_offset = writer.commit().await.map_err(ApiError::internal)?;
+    let (new_offset, digest) = writer.commit().await.map_err(ApiError::internal)?;
     app.db.touch_upload(upload.id, detected, now_ms() + app.files.expiry_ms).await?;
     if new_offset == upload.length {
-        super::complete::complete(app, upload).await?;
+        super::complete::complete(app, upload, digest).await?;
+    } else {
+        app.files.keep_digest(upload.id, digest);
     }
     Ok(new_offset)
 }
@@ -475,6 +477,7 @@ pub async fn terminate(
         return fail(ApiError::new(ErrorCode::UploadLocked, "another request is writing to this upload"));
     };
     app.files.staging.remove(id).await;
+    app.files.forget_digest(id);
     if let Err(e) = app.db.end_upload(id, "terminated", None).await {
         return fail(e.into());
     }
