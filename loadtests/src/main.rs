@@ -99,6 +99,9 @@ struct Common {
     /// S2a: subscriber counts, comma separated.
     #[arg(long, value_delimiter = ',')]
     s2_subs: Option<Vec<usize>>,
+    /// S2a: interleaved runs per target (the median counts; 3 in the full run).
+    #[arg(long)]
+    s2_repeats: Option<usize>,
     /// S2: which parts to run (any of `abc`).
     #[arg(long, default_value = "abc")]
     s2_parts: String,
@@ -165,6 +168,9 @@ fn s2_params(c: &Common, smoke: bool) -> s2::Params {
         p.throughput_subs = v.clone();
     }
     p.parts = c.s2_parts.clone();
+    if let Some(n) = c.s2_repeats {
+        p.repeats = n;
+    }
     p
 }
 

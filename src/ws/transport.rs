@@ -16,6 +16,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::IoSlice;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -210,8 +211,9 @@ impl<T: AsyncRead + Unpin> Stream for Input<T> {
         if let Some(early) = self.early.take().filter(|b| !b.is_empty()) {
             return Poll::Ready(Some(Ok(early)));
         }
-        let mut buf = [0u8; READ_CHUNK];
-        let mut rb = ReadBuf::new(&mut buf);
+        // Not zeroed: this runs at every wake-up of the socket, mostly to find nothing to read.
+        let mut buf = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut rb = ReadBuf::uninit(&mut buf);
         let mut io = self.io.borrow_mut();
         match Pin::new(&mut *io).poll_read(cx, &mut rb) {
             Poll::Ready(Ok(())) if rb.filled().is_empty() => Poll::Ready(None),
