@@ -136,9 +136,9 @@ impl Application {
         let revocations = Arc::new(Revocations::default());
         revocations.spawn_watcher(db.clone(), Duration::from_millis(250));
 
-        db.spawn_checkpointer(&settings).await.context("database")?;
+        let truncate_wal = db.spawn_checkpointer(&settings).await.context("database")?;
         let log_writer = db.log_writer(&settings).await.context("database")?;
-        let store: Arc<dyn CaseStore> = Arc::new(SqlCaseStore::new(db.clone(), log_writer));
+        let store: Arc<dyn CaseStore> = Arc::new(SqlCaseStore::new(db.clone(), log_writer, truncate_wal));
         let persistence = PersistenceActor::new(
             store.clone(),
             PersistenceConfig {

@@ -141,8 +141,18 @@ impl PersistenceActor {
             for b in barriers {
                 let _ = b.send(());
             }
-            act.in_flight = false;
-            act.schedule(ctx);
+            match act.store.between_commits() {
+                Some(chore) => {
+                    ctx.spawn(chore.into_actor(act).map(|(), act, ctx| {
+                        act.in_flight = false;
+                        act.schedule(ctx);
+                    }));
+                }
+                None => {
+                    act.in_flight = false;
+                    act.schedule(ctx);
+                }
+            }
         }));
     }
 }

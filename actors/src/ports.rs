@@ -91,4 +91,11 @@ pub trait CaseStore: Send + Sync + 'static {
 
     /// Makes all items durable in one transaction, or none of them.
     fn commit(&self, items: Vec<PersistItem>) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// Housekeeping that must not run during a commit and should not race one (SQLite empties
+    /// its write-ahead log here): run by the group commit after a commit's replies went out and
+    /// before the next commit starts. `None` when there is nothing to do.
+    fn between_commits(&self) -> Option<BoxFuture<'static, ()>> {
+        None
+    }
 }

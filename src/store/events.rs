@@ -2,6 +2,8 @@
 //! API's reads of a case's events, messages, Rx and approvals.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use articula_actors::ports::{self, CaseRow, CaseStore, LoadedCase, PersistItem, StoredEvent};
 use articula_protocol::{CaseId, EventData, UserId};
@@ -453,12 +455,15 @@ impl Db {
 pub struct SqlCaseStore {
     db: Db,
     writer: Db,
+    /// Raised by the checkpointer when SQLite's write-ahead log should be emptied.
+    truncate_wal: Arc<AtomicBool>,
 }
 
 impl SqlCaseStore {
-    /// A store that loads cases from `db` and commits through `writer` ([`Db::log_writer`]).
-    pub fn new(db: Db, writer: Db) -> Self {
-        Self { db, writer }
+    /// A store that loads cases from `db` and commits through `writer` ([`Db::log_writer`]),
+    /// emptying SQLite's log between commits when `truncate_wal` asks ([`Db::spawn_checkpointer`]).
+    pub fn new(db: Db, writer: Db, truncate_wal: Arc<AtomicBool>) -> Self {
+        Self { db, writer, truncate_wal }
     }
 }
 
@@ -471,5 +476,14 @@ impl CaseStore for SqlCaseStore {
     fn commit(&self, items: Vec<PersistItem>) -> BoxFuture<'static, Result<(), ports::StoreError>> {
         let db = self.writer.clone();
         async move { db.commit_items(&items).await.map_err(|e| ports::StoreError(e.to_string())) }.boxed()
+    }
+
+    fn between_commits(&self) -> Option<BoxFuture<'static, ()>> {
+        let Db::Sqlite(pool) = &self.writer else { return None };
+        if !self.truncate_wal.swap(false, Ordering::Relaxed) {
+            return None;
+        }
+        let pool = pool.clone();
+        Some(async move { super::truncate_wal(&pool).await }.boxed())
     }
 }

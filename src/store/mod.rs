@@ -10,6 +10,8 @@ pub mod sessions;
 pub mod users;
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -69,8 +71,28 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 
 /// How often the WAL is checkpointed into the database file (SQLite).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-/// How long a truncating checkpoint waits for readers (holding writers back meanwhile).
-const CHECKPOINT_PATIENCE: Duration = Duration::from_millis(100);
+/// How long emptying the log waits for readers (holding the next commit back meanwhile).
+const CHECKPOINT_PATIENCE: Duration = Duration::from_millis(10);
+/// How long a statement waits for SQLite's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Empties SQLite's write-ahead log, on the group commit's connection between two commits.
+/// Readers still in the log hold it back; it waits [`CHECKPOINT_PATIENCE`] for them (the next
+/// commit waits too), else gives up until the checkpointer asks again.
+pub async fn truncate_wal(pool: &SqlitePool) {
+    let patience = format!("PRAGMA busy_timeout = {}", CHECKPOINT_PATIENCE.as_millis());
+    let usual = format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis());
+    let res = async {
+        sqlx::query(sqlx::AssertSqlSafe(patience)).execute(pool).await?;
+        let res = checkpoint(pool, Checkpoint::Truncate).await;
+        sqlx::query(sqlx::AssertSqlSafe(usual)).execute(pool).await?;
+        res
+    }
+    .await;
+    if let Err(e) = res {
+        tracing::debug!(error = %e, "emptying the WAL postponed");
+    }
+}
 
 /// How a checkpoint treats the writers and readers it meets.
 #[derive(Clone, Copy)]
@@ -101,7 +123,7 @@ fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
         // FULL: a committed event survives a power cut; group commit pays the fsync once per batch.
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(10))
+        .busy_timeout(BUSY_TIMEOUT)
         // Checkpoints run in the background (`spawn_checkpointer`), never inside a commit: an
         // automatic checkpoint copies and fsyncs a thousand pages in the middle of whichever
         // commit crossed the threshold, and every event waiting on that commit waits for it.
@@ -179,40 +201,37 @@ impl Db {
     }
 
     /// Checkpoints SQLite's write-ahead log into the database file in the background, so that
-    /// commits never do it. Every tick a PASSIVE checkpoint copies what it can without waiting
+    /// commits never do it: every tick a PASSIVE checkpoint copies what it can without waiting
     /// for anyone. That alone would let the log grow forever under steady writes (SQLite starts
     /// the log over only when a writer begins with everything copied and no reader in the log,
     /// which a steady writer with readers around seldom meets). So once the log holds
-    /// `restart_frames`, a TRUNCATE checkpoint follows at once: it copies the few frames written
-    /// since the PASSIVE pass and empties the log. It holds writers back while it waits for
-    /// readers to leave the log, so it runs on a connection of its own that gives up after
-    /// [`CHECKPOINT_PATIENCE`] and tries again at the next tick. Nothing on PostgreSQL.
-    pub async fn spawn_checkpointer(&self, settings: &Settings) -> Result<(), StoreError> {
-        let Db::Sqlite(_) = self else { return Ok(()) };
+    /// `sqlite_wal_restart_frames`, the returned flag is raised, and the group commit's own
+    /// connection empties the log between two commits ([`truncate_wal`]), when only the few
+    /// frames written since the PASSIVE pass remain to copy. Nothing on PostgreSQL.
+    pub async fn spawn_checkpointer(&self, settings: &Settings) -> Result<Arc<AtomicBool>, StoreError> {
+        let wanted = Arc::new(AtomicBool::new(false));
+        let Db::Sqlite(_) = self else { return Ok(wanted) };
         let (_, url) = settings.database();
         let restart_frames = settings.sqlite_wal_restart_frames as i64;
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
-            .connect_with(sqlite_options(&url)?.busy_timeout(CHECKPOINT_PATIENCE))
+            .connect_with(sqlite_options(&url)?)
             .await?;
+        let flag = wanted.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(CHECKPOINT_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
                 match checkpoint(&pool, Checkpoint::Passive).await {
-                    Ok(frames) if frames >= restart_frames => {
-                        if let Err(e) = checkpoint(&pool, Checkpoint::Truncate).await {
-                            tracing::debug!(error = %e, "WAL truncation postponed");
-                        }
-                    }
+                    Ok(frames) if frames >= restart_frames => flag.store(true, Ordering::Relaxed),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
                 }
             }
         });
-        Ok(())
+        Ok(wanted)
     }
 
     /// Closes the pool.

@@ -126,9 +126,9 @@ pub async fn run(ctx: &Ctx, p: &Params) -> Vec<Report> {
 /// median report carries the sum of lost, duplicated and out-of-order events and errors.
 fn median_run(mut runs: Vec<Report>) -> Option<Report> {
     let figures: Vec<f64> = runs.iter().map(|r| (r.deliveries_per_sec / 1000.0).round()).collect();
-    let (lost, dup, ooo, errors) = runs.iter().fold((0, 0, 0, 0), |a, r| {
-        (a.0 + r.lost, a.1 + r.duplicated, a.2 + r.out_of_order, a.3 + r.errors)
-    });
+    let (lost, dup, ooo, errors) = runs
+        .iter()
+        .fold((0, 0, 0, 0), |a, r| (a.0 + r.lost, a.1 + r.duplicated, a.2 + r.out_of_order, a.3 + r.errors));
     runs.sort_by(|a, b| a.deliveries_per_sec.total_cmp(&b.deliveries_per_sec));
     let mid = runs.len() / 2;
     let mut r = runs.into_iter().nth(mid)?;
