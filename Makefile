@@ -64,7 +64,7 @@ clean-test-dbs:
 	-psql "$(ARTICULA_TEST_PG_URL)" -Atc "SELECT 'DROP DATABASE IF EXISTS \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'articula_t_%'" | psql "$(ARTICULA_TEST_PG_URL)" -q >/dev/null
 
 ## bench: the full load-test run behind BENCHMARKS.md (minutes; release build)
-bench:
+bench: clean-test-dbs
 	cargo build --release --locked -p articula -p articula-loadtests --bins
 	$(CARGO_TARGET_DIR)/release/articula-loadtests all --server $(BIN)
 

@@ -49,6 +49,8 @@ pub struct CaseDeps {
     pub(crate) hubs: Arc<OrgHubs>,
     pub(crate) config: CaseConfig,
     pub(crate) registry: Weak<CaseRegistry>,
+    /// Supervised restarts of this registry's case actors.
+    pub(crate) restarts: AtomicU64,
 }
 
 /// The live case actors, by case.
@@ -69,7 +71,14 @@ impl CaseRegistry {
         Arc::new_cyclic(|weak| Self {
             actors: DashMap::new(),
             next_generation: AtomicU64::new(1),
-            deps: Arc::new(CaseDeps { store, persistence, hubs, config, registry: weak.clone() }),
+            deps: Arc::new(CaseDeps {
+                store,
+                persistence,
+                hubs,
+                config,
+                registry: weak.clone(),
+                restarts: AtomicU64::new(0),
+            }),
         })
     }
 
@@ -99,6 +108,11 @@ impl CaseRegistry {
     /// The actor of `case` if one is live.
     pub fn live(&self, case: CaseId) -> Option<Addr<CaseActor>> {
         self.actors.get(&case).map(|e| e.value().0.clone())
+    }
+
+    /// How many times a case actor of this registry was restarted by its supervisor.
+    pub fn restarts(&self) -> u64 {
+        self.deps.restarts.load(Ordering::Relaxed)
     }
 
     /// How many case actors are live.

@@ -547,6 +547,7 @@ impl Actor for CaseActor {
 
 impl Supervised for CaseActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.deps.restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Keep the broadcast sender (subscribers keep their receivers), `committed_seq` (what
         // subscribers have seen) and presence; everything else is rebuilt from the log.
         self.phase = Phase::Loading;
