@@ -330,7 +330,7 @@ impl Auth {
                 "the session ended after inactivity; sign in again",
             ));
         }
-        if now - row.last_used_at > 60_000 {
+        if now - row.last_used_at > crate::store::sessions::TOUCH_EVERY_MS {
             self.db.touch_session(row.session_id, now).await?;
         }
         Ok(Caller {

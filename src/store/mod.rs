@@ -182,8 +182,10 @@ impl Db {
 
     /// Where the group commit writes the event log. On SQLite, one connection of its own: its
     /// page cache and prepared statements stay warm, and it never queues behind the REST API's
-    /// reads for a pooled connection (SQLite has one writer at a time anyway). On PostgreSQL,
-    /// the shared pool.
+    /// reads for a pooled connection (SQLite has one writer at a time anyway). On PostgreSQL
+    /// too, a pool of its own (two connections: one commit runs at a time, the other is ready
+    /// when a connection breaks): a burst of queries on the shared pool (thousands of sockets
+    /// checking their sessions) must never make the event log wait for a connection.
     pub async fn log_writer(&self, settings: &Settings) -> Result<Self, StoreError> {
         match self {
             Db::Sqlite(_) => {
@@ -196,7 +198,15 @@ impl Db {
                     .await?;
                 Ok(Db::Sqlite(pool))
             }
-            Db::Postgres(_) => Ok(self.clone()),
+            Db::Postgres(_) => {
+                let (_, url) = settings.database();
+                let pool = PgPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(PgConnectOptions::from_str(&url)?)
+                    .await?;
+                Ok(Db::Postgres(pool))
+            }
         }
     }
 

@@ -120,6 +120,9 @@ pub struct NewToken<'a> {
     pub expires_at: i64,
 }
 
+/// How stale a session's `last_used_at` may get before a use of it is written.
+pub const TOUCH_EVERY_MS: i64 = 60_000;
+
 impl Db {
     /// Creates a session with its first tokens.
     pub async fn create_session(
@@ -176,11 +179,14 @@ impl Db {
         })
     }
 
-    /// Records use of a session.
+    /// Records use of a session, at most once a minute ([`TOUCH_EVERY_MS`]): inactivity is
+    /// counted in minutes, and every socket and request of a session touches the same row —
+    /// on PostgreSQL concurrent updates of one row wait for each other's commit, holding pool
+    /// connections the event log needs. An update whose condition is false takes no row lock.
     pub async fn touch_session(&self, id: SessionId, now: i64) -> Result<(), StoreError> {
         with_db!(self, pool => {
-            sqlx::query("UPDATE sessions SET last_used_at = $2 WHERE id = $1 AND last_used_at < $2")
-                .bind(id.to_string()).bind(now).execute(pool).await?;
+            sqlx::query("UPDATE sessions SET last_used_at = $2 WHERE id = $1 AND last_used_at < $3")
+                .bind(id.to_string()).bind(now).bind(now - TOUCH_EVERY_MS).execute(pool).await?;
         });
         Ok(())
     }

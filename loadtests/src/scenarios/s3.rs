@@ -99,6 +99,17 @@ async fn one(ctx: &Ctx, p: Params, kind: Kind, name: &str) -> Result<Report> {
         if commits > 0.0 {
             r.set("items_per_commit", (items / commits * 10.0).round() / 10.0);
         }
+        // Where the time goes, as the server sees it (its summaries cover the last minute or so):
+        // from command to durable in the case actor, and one database commit.
+        for (figure, metric) in
+            [("durable", "articula_case_time_to_durable_seconds"), ("commit", "articula_db_commit_seconds")]
+        {
+            for q in ["0.5", "0.99"] {
+                let ms = m1.get(&format!("{metric}{{quantile=\"{q}\"}}")) * 1000.0;
+                let pct = if q == "0.5" { "p50" } else { "p99" };
+                r.set(&format!("server_{figure}_{pct}_ms"), (ms * 10.0).round() / 10.0);
+            }
+        }
     }
     Ok(r)
 }
