@@ -3,7 +3,7 @@
 //! Fields are addressed by path: case-level `notes`, or `teeth.<FDI>.<attribute>` with FDI
 //! notation for permanent teeth (quadrants 1–4, teeth 1–8: 11–18, 21–28, 31–38, 41–48).
 
-use articula_protocol::ErrorCode;
+use articula_protocol::{ErrorCode, FileId};
 
 use crate::error::CommandError;
 
@@ -90,11 +90,22 @@ fn note(field: &str, value: &str) -> Result<(), CommandError> {
     Ok(())
 }
 
+/// The file an `attachments.<file id>` field names.
+pub fn attachment(id: &str) -> Option<FileId> {
+    id.parse().ok()
+}
+
 /// Checks that `field` exists and `value` fits it. `None` (clearing) fits every field.
 pub fn validate(field: &str, value: Option<&str>) -> Result<(), CommandError> {
     let parts: Vec<&str> = field.split('.').collect();
     match parts.as_slice() {
         ["notes"] => value.map_or(Ok(()), |v| note(field, v)),
+        // A file of the case attached to the Rx (a shade photo, a scan), with a caption; clearing
+        // detaches it. Whether the file belongs to the case is checked by the case actor.
+        ["attachments", id] => {
+            attachment(id).ok_or_else(|| invalid(format!("`{id}` is not a file id")))?;
+            value.map_or(Ok(()), |v| note(field, v))
+        }
         ["teeth", tooth, attribute] => {
             let tooth: u8 = tooth
                 .parse()
@@ -154,6 +165,11 @@ mod tests {
         assert!(validate("teeth.11.colour", None).is_err());
         assert!(validate("teeth.11.shade", None).is_ok());
         assert!(validate("notes", Some("x")).is_ok());
+        let file = FileId::new();
+        assert!(validate(&format!("attachments.{file}"), Some("shade photo, 11")).is_ok());
+        assert!(validate(&format!("attachments.{file}"), None).is_ok());
+        assert!(validate("attachments.photo", Some("x")).is_err());
+        assert!(validate(&format!("attachments.{file}.x"), Some("x")).is_err());
         assert!(validate("patient_name", Some("x")).is_err());
         assert!(validate("notes", Some(&"x".repeat(MAX_NOTE_CHARS + 1))).is_err());
     }

@@ -52,15 +52,28 @@ file_tests!(
     checksums_offsets_and_protocol_errors,
     bad_files_are_refused_and_nothing_is_stored,
     signed_links_work_for_their_user_only_and_not_after_revocation,
-);
-
-crate::both_backends!(
     every_upload_is_scanned_by_clamd_before_it_is_stored,
     one_request_writes_an_upload_at_a_time,
     abandoned_uploads_expire_and_terminated_ones_are_gone,
     a_new_design_upload_voids_the_approval,
     voice_notes_get_their_transcript,
+    a_large_incompressible_file_is_stored_in_parts_and_read_back_by_range,
 );
+
+/// A new server on the same database backend and object store as `app` (same bucket), with
+/// `tweak` applied on top.
+async fn respawn(app: &TestApp, tweak: impl FnOnce(&mut articula::config::Settings)) -> TestApp {
+    let from = app.settings.clone();
+    spawn_app_with(app.backend, move |s| {
+        s.object_store = from.object_store;
+        s.s3_endpoint = from.s3_endpoint;
+        s.s3_bucket = from.s3_bucket;
+        s.s3_access_key = from.s3_access_key;
+        s.s3_secret_key = from.s3_secret_key;
+        tweak(s);
+    })
+    .await
+}
 
 /// A binary STL of `n` triangles (a plausible mesh, compressible like real scans).
 pub fn stl(n: u32) -> Vec<u8> {
@@ -582,11 +595,22 @@ async fn signed_links_work_for_their_user_only_and_not_after_revocation(app: Tes
         StatusCode::UNAUTHORIZED,
         "the link's session ended"
     );
+    // Losing the case (the clinic routes it to another lab) ends an unexpired link too, answered
+    // like a file that does not exist.
+    let url = app.link(&again, file).await;
+    let res = app.patch(&format!("/api/v1/cases/{case}"), &w.admin, json!({"lab_id": w.other_lab})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app.download(&again, &url, None).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "not_found");
+    // The doctor's own link still works.
+    let url = app.link(&w.doctor, file).await;
+    assert_eq!(app.download(&w.doctor, &url, None).await.status(), StatusCode::OK);
 }
 
 async fn one_request_writes_an_upload_at_a_time(app: TestApp) {
     // The slow request must not be ended by the idle limit while the test holds it open.
-    let app = spawn_app_with(app.backend, |s| s.upload_idle_secs = 120).await;
+    let app = respawn(&app, |s| s.upload_idle_secs = 120).await;
     let w = app.world().await;
     let case = app.submitted_case(&w.doctor, "Crown", w.lab).await;
     let data = stl(20_000);
@@ -737,7 +761,7 @@ async fn voice_notes_get_their_transcript(app: TestApp) {
     .unwrap();
     let port = srv.addrs()[0].port();
     actix_rt::spawn(srv.run());
-    let app = spawn_app_with(app.backend, move |s| {
+    let app = respawn(&app, move |s| {
         s.transcription_url = Some(format!("http://127.0.0.1:{port}/v1"));
         s.transcription_api_key = Some(articula::config::Secret::new("test-key"));
     })
@@ -783,7 +807,7 @@ async fn every_upload_is_scanned_by_clamd_before_it_is_stored(app: TestApp) {
     .await
     .unwrap();
     let addr = clamd.addr();
-    let app = spawn_app_with(app.backend, move |s| s.clamd = Some(addr.to_string())).await;
+    let app = respawn(&app, move |s| s.clamd = Some(addr.to_string())).await;
     let w = app.world().await;
     let case = app.submitted_case(&w.doctor, "Crown", w.lab).await;
     // The clean photo and a scan pass the scanner.
@@ -821,4 +845,49 @@ fn crc32(data: &[u8]) -> u32 {
         }
     }
     !crc
+}
+
+/// A WAV of `samples` noisy 16-bit samples: audio is not compressed, so it is stored at its size.
+fn noisy_wav(samples: usize) -> Vec<u8> {
+    let mut w = wav(samples);
+    let mut x: u32 = 0x9E37_79B9;
+    for b in &mut w[44..] {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    w
+}
+
+async fn a_large_incompressible_file_is_stored_in_parts_and_read_back_by_range(app: TestApp) {
+    let w = app.world().await;
+    let case = app.submitted_case(&w.doctor, "Crown", w.lab).await;
+    // 20 MiB: more than two of S3's 8 MiB parts.
+    let data = noisy_wav(10 * 1024 * 1024);
+    let file = app.upload(&w.doctor, case, "dictation.wav", None, &data, 3).await;
+    let objects = app.raw_objects().await;
+    assert_eq!(objects.len(), 1);
+    assert!(objects[0].len() >= data.len(), "{} stored for {}", objects[0].len(), data.len());
+    let probe = &data[15 << 20..(15 << 20) + 64];
+    assert!(!objects[0].windows(64).any(|w| w == probe), "stored bytes contain plaintext");
+    if let Some(bucket) = app.settings.s3_bucket.as_ref().filter(|_| app.settings.object_store == "s3") {
+        // A multipart object's ETag is the digest of its parts' digests, then "-<parts>".
+        let key = crate::s3::objects(bucket).await.remove(0).0;
+        let head = crate::s3::client().head_object().bucket(bucket).key(&key).send().await.unwrap();
+        let etag = head.e_tag().unwrap().trim_matches('"').to_owned();
+        assert!(etag.ends_with("-3"), "not stored in three parts: {etag}");
+    }
+    // Whole, and a range across segment and part boundaries.
+    let url = app.link(&w.tech, file).await;
+    let res = app.download(&w.tech, &url, None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "audio/wav");
+    let body = res.bytes().await.unwrap();
+    assert!(body.as_ref() == data.as_slice(), "the download differs from the upload");
+    let (from, to) = ((8 << 20) - 1000, (16 << 20) + 5000);
+    let res = app.download(&w.tech, &url, Some(&format!("bytes={from}-{to}"))).await;
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(res.headers()["content-range"], format!("bytes {from}-{to}/{}", data.len()));
+    assert!(res.bytes().await.unwrap().as_ref() == &data[from..=to]);
 }

@@ -13,3 +13,4 @@ mod cases;
 mod files;
 mod realtime;
 mod security;
+mod sockets;

@@ -28,6 +28,8 @@ both_backends!(
     the_socket_authenticates_by_header_frame_or_same_site_cookie,
     rerouting_removes_the_old_lab,
     presence_typing_and_read_receipts,
+    a_declined_proposal_and_a_rejected_design_change_nothing_else,
+    the_event_log_pages_by_seq,
 );
 
 /// SQLite only: commits never checkpoint the write-ahead log themselves (that would stall every
@@ -388,6 +390,19 @@ async fn rx_edits_on_stale_versions_are_rejected(app: TestApp) {
             .any(|f| f["field"] == "teeth.11.material" && f["version"] == seq)
     );
     assert_eq!(rx["proposals"][0]["status"], "accepted");
+
+    // A file of the case can be attached to the Rx with a caption; a file of no case cannot.
+    let photo = add_design(&app, case, &w.doctor, &"d".repeat(64)).await;
+    let field = format!("attachments.{photo}");
+    let v = phone.call(edit(case, &field, 0, Some("shade reference, 11"))).await.unwrap().unwrap();
+    let err = phone.call(edit(case, &format!("attachments.{}", FileId::new()), 0, Some("x"))).await;
+    assert_eq!(err.unwrap_err().code, ErrorCode::InvalidRx);
+    let rx = app.get_json(&format!("/api/v1/cases/{case}/rx"), &w.tech).await;
+    let f = rx["fields"].as_array().unwrap().iter().find(|f| f["field"] == field.as_str()).cloned();
+    assert_eq!(
+        f.map(|f| (f["value"].clone(), f["version"].clone())),
+        Some((json!("shade reference, 11"), json!(v)))
+    );
 }
 
 async fn add_design(app: &TestApp, case: CaseId, by: &Session, sha: &str) -> FileId {
@@ -969,4 +984,137 @@ async fn presence_typing_and_read_receipts(app: TestApp) {
     assert_eq!(r.seq, seq);
     drop(tech);
     doctor.wait_for(|f| matches!(f, ServerBody::Presence(p) if !p.users.contains(&w.tech.user_id))).await;
+}
+
+async fn a_declined_proposal_and_a_rejected_design_change_nothing_else(app: TestApp) {
+    let w = app.world().await;
+    let case = app.submitted_case(&w.doctor, "Crown", w.lab).await;
+    let mut doctor = app.ws(&w.doctor, Codec::Json).await;
+    let mut tech = app.ws(&w.tech, Codec::MsgPack).await;
+    let v1 =
+        doctor.call(edit(case, "teeth.11.material", 0, Some("lithium_disilicate"))).await.unwrap().unwrap();
+    let p = tech
+        .call(ClientBody::ProposeRx(ProposeRx {
+            case_id: case,
+            changes: vec![RxChange {
+                field: "teeth.11.material".into(),
+                base_version: v1,
+                value: Some("zirconia".into()),
+            }],
+            note: Some("thin walls".into()),
+        }))
+        .await
+        .unwrap()
+        .unwrap();
+    let rx = app.get_json(&format!("/api/v1/cases/{case}/rx"), &w.doctor).await;
+    assert_eq!(
+        (rx["proposals"][0]["status"].as_str(), rx["proposals"][0]["seq"].as_u64()),
+        (Some("open"), Some(p))
+    );
+    let proposal_id: ProposalId = serde_json::from_value(rx["proposals"][0]["id"].clone()).unwrap();
+    let decide = |accept| {
+        ClientBody::DecideRxProposal(DecideRxProposal {
+            case_id: case,
+            proposal_id,
+            accept,
+            comment: Some("keep lithium disilicate".into()),
+        })
+    };
+    // Only the doctor decides; declining leaves the Rx as it was.
+    assert_eq!(tech.call(decide(false)).await.unwrap_err().code, ErrorCode::Forbidden);
+    doctor.call(decide(false)).await.unwrap();
+    let rx = app.get_json(&format!("/api/v1/cases/{case}/rx"), &w.tech).await;
+    assert_eq!(rx["proposals"][0]["status"], "declined");
+    assert_eq!(rx["rx_version"], v1);
+    let f = &rx["fields"][0];
+    assert_eq!(
+        (f["field"].as_str(), f["value"].as_str()),
+        (Some("teeth.11.material"), Some("lithium_disilicate"))
+    );
+    // A decided proposal cannot be decided again.
+    assert_eq!(doctor.call(decide(true)).await.unwrap_err().code, ErrorCode::Conflict);
+
+    // A rejected design sends the case back to design, with the doctor's reason kept.
+    tech.call(ClientBody::SetStatus(SetStatus { case_id: case, status: CaseStatus::Received, reason: None }))
+        .await
+        .unwrap();
+    let sha = "c".repeat(64);
+    add_design(&app, case, &w.tech, &sha).await;
+    tech.call(ClientBody::RequestApproval(RequestApproval {
+        case_id: case,
+        file_sha256: sha.clone(),
+        comment: Some("crown 11, v1".into()),
+    }))
+    .await
+    .unwrap();
+    let approvals = app.get_json(&format!("/api/v1/cases/{case}/approvals"), &w.doctor).await;
+    let id: ApprovalId = serde_json::from_value(approvals[0]["id"].clone()).unwrap();
+    doctor
+        .call(ClientBody::DecideApproval(DecideApproval {
+            case_id: case,
+            approval_id: id,
+            decision: Decision::Reject,
+            comment: Some("open margin distal".into()),
+        }))
+        .await
+        .unwrap();
+    let approvals = app.get_json(&format!("/api/v1/cases/{case}/approvals"), &w.tech).await;
+    assert_eq!(approvals[0]["status"], "rejected");
+    assert_eq!(approvals[0]["decision_comment"], "open margin distal");
+    assert_eq!(approvals[0]["decided_by"], json!(w.doctor.user_id));
+    assert_eq!(app.get_json(&format!("/api/v1/cases/{case}"), &w.tech).await["status"], "in_design");
+    // The lab can ask again on the same file.
+    tech.call(ClientBody::RequestApproval(RequestApproval {
+        case_id: case,
+        file_sha256: sha,
+        comment: None,
+    }))
+    .await
+    .unwrap();
+    let approvals = app.get_json(&format!("/api/v1/cases/{case}/approvals"), &w.doctor).await;
+    assert_eq!(
+        (approvals[0]["status"].as_str(), approvals[1]["status"].as_str()),
+        (Some("rejected"), Some("pending"))
+    );
+}
+
+async fn the_event_log_pages_by_seq(app: TestApp) {
+    let w = app.world().await;
+    let case = app.submitted_case(&w.doctor, "Crown", w.lab).await;
+    let mut ws = app.ws(&w.doctor, Codec::Json).await;
+    let mut head = 0;
+    for i in 0..9 {
+        head = ws.post(case, &format!("m{i}")).await;
+    }
+    // Following `next_after` from the start visits every event once, in order.
+    let mut seqs = Vec::new();
+    let mut after = 0;
+    let mut pages = 0;
+    loop {
+        let page = app.get_json(&format!("/api/v1/cases/{case}/events?after={after}&limit=4"), &w.tech).await;
+        pages += 1;
+        let events = page["events"].as_array().unwrap();
+        assert!(events.len() <= 4);
+        seqs.extend(events.iter().map(|e| e["seq"].as_u64().unwrap()));
+        match page["next_after"].as_u64() {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    assert_eq!(seqs, (1..=head).collect::<Vec<_>>());
+    assert_eq!(pages, head.div_ceil(4) + u64::from(head % 4 == 0));
+    // The tail after a seq, as a reconnecting client would ask for it.
+    let page = app.get_json(&format!("/api/v1/cases/{case}/events?after={}", head - 2), &w.doctor).await;
+    let tail: Vec<_> =
+        page["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!((tail, page["next_after"].is_null()), (vec![head - 1, head], true));
+    // Bad paging parameters are refused with a code.
+    for q in ["after=-1", "after=abc", "limit=ten", "page=2"] {
+        let res = app.get(&format!("/api/v1/cases/{case}/events?{q}"), &w.doctor).await;
+        assert_eq!(res.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{q}");
+        assert_eq!(res.json::<serde_json::Value>().await.unwrap()["error"], "validation_failed", "{q}");
+    }
+    // Invisible to a foreign lab, exactly like a missing case.
+    let res = app.get(&format!("/api/v1/cases/{case}/events"), &w.foreign_tech).await;
+    assert_eq!(res.status(), reqwest::StatusCode::NOT_FOUND);
 }

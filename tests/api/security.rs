@@ -361,3 +361,130 @@ fn bad_configuration_stops_with_a_message_naming_the_setting() {
         assert!(!err.contains("hunter2"), "a secret was printed: {err}");
     }
 }
+
+/// `articula serve` as its own process, killed when dropped; its output is collected by threads.
+struct Served {
+    child: std::process::Child,
+    url: String,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Served {
+    /// Starts `articula serve` with only `env` (and `--config` when given), and waits for the URL
+    /// it prints once it listens.
+    fn start(config: Option<&std::path::Path>, env: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_articula"));
+        cmd.arg("serve").env_clear().envs(env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        // Waited for by `Drop` (and below when it never starts).
+        #[allow(clippy::zombie_processes)]
+        let mut child = cmd.spawn().unwrap();
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stdout: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
+        let stderr: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
+        for stream in [stdout, stderr] {
+            let (tx, output) = (tx.clone(), output.clone());
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+                    output.lock().unwrap().push_str(&format!("{line}\n"));
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        drop(tx);
+        loop {
+            match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+                Ok(line) => {
+                    if let Some(url) = line.strip_prefix("Articula is running at ") {
+                        return Self { child, url: url.trim().to_owned(), output };
+                    }
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("the server did not start ({e}): {}", output.lock().unwrap());
+                }
+            }
+        }
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[actix_web::test]
+async fn a_configuration_file_with_certificate_files_is_served_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let config = dir.path().join("articula.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "# the file's bind is overridden by ARTICULA_BIND below\n\
+             bind = \"nowhere\"\n\
+             data_dir = {:?}\n\
+             tls = \"files\"\n\
+             tls_cert = {:?}\n\
+             tls_key = {:?}\n\
+             log = \"info\"\n\
+             argon2_memory_kib = 64\n\
+             argon2_iterations = 1\n",
+            dir.path().join("data"),
+            cert,
+            key
+        ),
+    )
+    .unwrap();
+    // The variable wins over the file: with the file's value the server could not start.
+    let served = Served::start(Some(&config), &[("ARTICULA_BIND", "127.0.0.1:0")]);
+    assert!(served.url.starts_with("https://"), "{}", served.url);
+    // Only the configured certificate is trusted here: a handshake with any other one fails.
+    let http = client(ck.cert.pem().as_bytes(), false);
+    let res = http.get(format!("{}/healthz", served.url)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(dir.path().join("data").join("articula.db").exists(), "{}", served.output());
+    assert!(!dir.path().join("data").join("tls").exists(), "a certificate was generated anyway");
+    // Not on a terminal, the logs are JSON lines.
+    let out = served.output();
+    let log = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "listening");
+    assert!(log.is_some_and(|v| v["level"] == "INFO"), "{out}");
+}
+
+#[actix_web::test]
+async fn tls_off_is_plain_http_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_string_lossy().into_owned();
+    let served = Served::start(
+        None,
+        &[
+            ("ARTICULA_DATA_DIR", &data),
+            ("ARTICULA_BIND", "127.0.0.1:0"),
+            ("ARTICULA_TLS", "off"),
+            ("ARTICULA_LOG", "warn"),
+        ],
+    );
+    assert!(served.url.starts_with("http://"), "{}", served.url);
+    let res = reqwest::get(format!("{}/healthz", served.url)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let out = served.output();
+    assert!(out.lines().any(|l| l.contains("WARN") && l.contains("TLS is off")), "{out}");
+}

@@ -74,6 +74,15 @@ fn check_rx_changes(
         }
         let value = c.value.as_deref().map(str::trim).filter(|v| !v.is_empty());
         rx::validate(&c.field, value)?;
+        if let Some(file) = c.field.strip_prefix("attachments.").and_then(rx::attachment)
+            && value.is_some()
+            && !state.files.contains_key(&file)
+        {
+            return Err(CommandError::new(
+                ErrorCode::InvalidRx,
+                format!("file {file} is not a file of this case"),
+            ));
+        }
         out.push(RxFieldValue { field: c.field.clone(), value: value.map(str::to_owned) });
     }
     if check_versions {
