@@ -60,6 +60,8 @@ file_tests!(
     a_large_incompressible_file_is_stored_in_parts_and_read_back_by_range,
 );
 
+crate::both_backends!(a_rotated_master_key_still_opens_what_the_old_one_sealed);
+
 /// A new server on the same database backend and object store as `app` (same bucket), with
 /// `tweak` applied on top.
 async fn respawn(app: &TestApp, tweak: impl FnOnce(&mut articula::config::Settings)) -> TestApp {
@@ -890,4 +892,36 @@ async fn a_large_incompressible_file_is_stored_in_parts_and_read_back_by_range(a
     assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(res.headers()["content-range"], format!("bytes {from}-{to}/{}", data.len()));
     assert!(res.bytes().await.unwrap().as_ref() == &data[from..=to]);
+}
+
+async fn a_rotated_master_key_still_opens_what_the_old_one_sealed(app: TestApp) {
+    use articula::config::{Secret, Settings};
+    use articula::objects::crypto::Key;
+    use articula::objects::keys::{KeyError, Keyring};
+    let w = app.world().await;
+    let case = app.submitted_case(&w.doctor, "Crown", w.lab).await;
+    let file = app.upload(&w.doctor, case, "scan.stl", None, &stl(2_000), 1).await;
+    let key_id: String = articula::with_db!(&app.state.db, pool => {
+        use sqlx::Row;
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT key_id FROM files WHERE id = '{file}'")))
+            .fetch_one(pool).await.unwrap().get::<String, _>(0)
+    });
+    let sealed_with = app.state.files.keyring.key_by_id(&key_id).await.unwrap();
+    // The master key the server made at first start, then a new one with the old one listed.
+    let old = std::fs::read_to_string(app.dir.path().join("keys").join("master.key")).unwrap();
+    let rotated = Settings {
+        master_key: Some(Secret::new(Key::generate().to_base64())),
+        master_keys_old: Some(Secret::new(old.trim())),
+        ..app.settings.clone()
+    };
+    let keyring = Keyring::load(&rotated, app.state.db.clone()).unwrap();
+    let opened = keyring.key_by_id(&key_id).await.unwrap();
+    assert_eq!(opened.to_base64(), sealed_with.to_base64());
+    // The organisation keeps its key: new files of the clinic are sealed under the same one.
+    let (current, _) = keyring.org_key(w.clinic).await.unwrap();
+    assert_eq!(current, key_id);
+    // Without the old master key listed, nothing opens (and nothing is guessed).
+    let forgotten = Settings { master_keys_old: None, ..rotated };
+    let keyring = Keyring::load(&forgotten, app.state.db.clone()).unwrap();
+    assert!(matches!(keyring.key_by_id(&key_id).await, Err(KeyError::Unavailable(_))));
 }

@@ -16,6 +16,7 @@ both_backends!(
     bad_bodies_get_clear_codes_and_change_nothing,
     health_and_metrics_answer,
     the_cli_administers_users,
+    server_errors_are_logged_not_returned,
 );
 
 fn handshake(
@@ -367,15 +368,25 @@ struct Served {
     child: std::process::Child,
     url: String,
     output: std::sync::Arc<std::sync::Mutex<String>>,
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Served {
     /// Starts `articula serve` with only `env` (and `--config` when given), and waits for the URL
     /// it prints once it listens.
     fn start(config: Option<&std::path::Path>, env: &[(&str, &str)]) -> Self {
+        Self::start_with(&[], config, env)
+    }
+
+    fn start_with(args: &[&str], config: Option<&std::path::Path>, env: &[(&str, &str)]) -> Self {
         use std::io::BufRead;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_articula"));
-        cmd.arg("serve").env_clear().envs(env.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.arg("serve")
+            .args(args)
+            .env_clear()
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
         }
@@ -400,7 +411,7 @@ impl Served {
             match rx.recv_timeout(std::time::Duration::from_secs(60)) {
                 Ok(line) => {
                     if let Some(url) = line.strip_prefix("Articula is running at ") {
-                        return Self { child, url: url.trim().to_owned(), output };
+                        return Self { child, url: url.trim().to_owned(), output, lines: rx };
                     }
                 }
                 Err(e) => {
@@ -414,6 +425,17 @@ impl Served {
 
     fn output(&self) -> String {
         self.output.lock().unwrap().clone()
+    }
+
+    /// Waits for a line of output containing `text` (printed after the URL).
+    fn wait_for_line(&self, text: &str) {
+        loop {
+            match self.lines.recv_timeout(std::time::Duration::from_secs(60)) {
+                Ok(line) if line.contains(text) => return,
+                Ok(_) => {}
+                Err(e) => panic!("no line with {text:?} ({e}): {}", self.output()),
+            }
+        }
     }
 }
 
@@ -487,4 +509,104 @@ async fn tls_off_is_plain_http_with_a_warning() {
     assert_eq!(res.status(), StatusCode::OK);
     let out = served.output();
     assert!(out.lines().any(|l| l.contains("WARN") && l.contains("TLS is off")), "{out}");
+}
+
+#[actix_web::test]
+async fn the_demo_seeds_sign_ins_cases_and_files_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_string_lossy().into_owned();
+    let env = [
+        ("ARTICULA_DATA_DIR", data.as_str()),
+        ("ARTICULA_BIND", "127.0.0.1:0"),
+        ("ARTICULA_TLS", "off"),
+        ("ARTICULA_LOG", "warn"),
+        ("ARTICULA_ARGON2_MEMORY_KIB", "64"),
+        ("ARTICULA_ARGON2_ITERATIONS", "1"),
+        ("ARTICULA_DEMO_PASSWORD", "demo pass 4711"),
+    ];
+    let served = Served::start_with(&["--demo"], None, &env);
+    served.wait_for_line("Password for all");
+    let out = served.output();
+    for email in ["doctor@demo.test", "admin@demo.test", "tech@demo.test", "labadmin@demo.test"] {
+        assert!(out.contains(email), "{email} not printed: {out}");
+    }
+    assert!(out.contains("Stored files:") && out.contains("saved by compression"), "{out}");
+    assert!(!out.contains("demo pass 4711"), "the configured password was printed");
+    let http = reqwest::Client::new();
+    let login = |email: &'static str, portal: &'static str| {
+        let (http, url) = (http.clone(), served.url.clone());
+        async move {
+            let res = http
+                .post(format!("{url}/api/v1/auth/login"))
+                .json(&json!({"email": email, "password": "demo pass 4711", "portal": portal}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{email}");
+            res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let get = |token: String, path: String| {
+        let (http, url) = (http.clone(), served.url.clone());
+        async move {
+            let res = http.get(format!("{url}{path}")).bearer_auth(token).send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{path}");
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    let doctor = login("doctor@demo.test", "clinic").await;
+    let tech = login("tech@demo.test", "lab").await;
+    let labels = |v: &Value| -> Vec<String> {
+        let mut l: Vec<String> =
+            v.as_array().unwrap().iter().map(|c| c["label"].as_str().unwrap().to_owned()).collect();
+        l.sort();
+        l
+    };
+    // The doctor's own cases, one not yet routed to the lab; the colleague's case is not among them.
+    let mine = get(doctor.clone(), "/api/v1/cases".into()).await;
+    assert_eq!(labels(&mine), ["Bridge 34–36", "Crown 11 — shade A2", "Veneers 12–22"]);
+    assert!(mine.as_array().unwrap().iter().any(|c| c["lab_id"].is_null()));
+    // The lab sees cases of both doctors routed to it, never the unrouted one.
+    let lab = labels(&get(tech.clone(), "/api/v1/cases".into()).await);
+    assert!(
+        lab.contains(&"Implant crown 46".to_owned()) && !lab.contains(&"Veneers 12–22".to_owned()),
+        "{lab:?}"
+    );
+    // Sample files went through the real storage path: listed, typed by content, downloadable.
+    let mut types = Vec::new();
+    for c in mine.as_array().unwrap() {
+        let files = get(doctor.clone(), format!("/api/v1/cases/{}/files", c["id"].as_str().unwrap())).await;
+        types
+            .extend(files.as_array().unwrap().iter().map(|f| f["content_type"].as_str().unwrap().to_owned()));
+    }
+    assert!(
+        types.iter().any(|t| t == "model/stl") && types.iter().any(|t| t.starts_with("image/")),
+        "{types:?}"
+    );
+
+    // Started again on the same data, the demo adds nothing twice.
+    drop(served);
+    let served = Served::start_with(&["--demo"], None, &env);
+    let http = reqwest::Client::new();
+    let res = http
+        .post(format!("{}/api/v1/auth/login", served.url))
+        .json(&json!({"email": "doctor@demo.test", "password": "demo pass 4711", "portal": "clinic"}))
+        .send()
+        .await
+        .unwrap();
+    let token = res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let again = http.get(format!("{}/api/v1/cases", served.url)).bearer_auth(token).send().await.unwrap();
+    assert_eq!(labels(&again.json::<Value>().await.unwrap()).len(), 3);
+}
+
+async fn server_errors_are_logged_not_returned(app: TestApp) {
+    let w = app.world().await;
+    let case = app.submitted_case(&w.doctor, "Crown", w.lab).await;
+    // A database that lost a table: the query fails inside the server.
+    app.sql("DROP TABLE messages").await;
+    let res = app.get(&format!("/api/v1/cases/{case}/messages"), &w.doctor).await;
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    // The body says nothing of the database, the query or the table.
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"error": "internal", "message": "internal error"}));
 }
