@@ -89,6 +89,8 @@ test('a voice note recorded with the microphone plays on both sides and gets its
   await tech.getByTestId('voice-note').last().getByTestId('transcript').filter({ hasText: TRANSCRIPT }).waitFor();
   assert.ok(calls.some((c) => c.ok), JSON.stringify(calls));
 
+  await screenshot(tech, 'voice-note-desktop', tech.getByTestId('voice-note').last());
+
   // The voice note is a file of the case too, kind "Voice note", with its transcript.
   await tech.getByRole('tab', { name: 'Files' }).click();
   const file = tech.getByTestId('file').filter({ hasText: /voice-note-.*\.(webm|m4a|ogg)/ });
