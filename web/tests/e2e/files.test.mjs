@@ -277,3 +277,33 @@ test('refusals are explained; photos show, PDFs open in a new tab, files go with
   await tech.getByTestId('file').filter({ hasText: 'crown_11_design.stl' }).getByTestId('mesh-viewer').waitFor();
   env.assertNoProblems();
 });
+
+test('a paused upload resumes where the server stopped, not from zero', async () => {
+  const { page } = await env.page();
+  await signIn(page, 'tech@demo.test');
+  await openCase(page, 'Implant crown 46');
+  await page.getByRole('tab', { name: 'Files' }).click();
+  const name = 'implant_46_margin_scan.stl';
+  const bytes = makeStl(200_000); // 10 MB: two requests
+  const cdp = await throttleUpload(page, 2_000_000);
+  await page.getByLabel('Add a file').setInputFiles({ name, mimeType: 'model/stl', buffer: bytes });
+  await page.getByRole('button', { name: /^Upload/ }).click();
+  await waitProgress(page, name, { above: 9_000_000, moving: true });
+  const row = page.getByTestId('upload').filter({ hasText: name });
+  await row.getByRole('button', { name: 'Pause' }).click();
+  await row.filter({ hasText: 'Paused' }).waitFor();
+  await cdp.detach();
+
+  // Resuming asks the server where it stands (HEAD) and sends only the rest.
+  const heads = [];
+  page.on('response', (r) => {
+    if (r.request().method() === 'HEAD' && r.url().includes('/api/v1/uploads/')) heads.push(Number(r.headers()['upload-offset']));
+  });
+  await row.getByRole('button', { name: 'Resume' }).click();
+  await row.filter({ hasText: /resumed at [1-9]/ }).waitFor();
+  const done = await waitProgress(page, name, { done: true });
+  assert.equal(done.max, bytes.length);
+  assert.ok(heads.length >= 1 && heads[0] >= 8 * 1024 * 1024, `resumed from ${heads}`);
+  await page.getByTestId('file').filter({ hasText: name }).waitFor();
+  env.assertNoProblems();
+});
