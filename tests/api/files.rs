@@ -60,7 +60,10 @@ file_tests!(
     a_large_incompressible_file_is_stored_in_parts_and_read_back_by_range,
 );
 
-crate::both_backends!(a_rotated_master_key_still_opens_what_the_old_one_sealed);
+crate::both_backends!(
+    a_rotated_master_key_still_opens_what_the_old_one_sealed,
+    a_voice_note_without_a_transcription_service_is_kept_and_waits,
+);
 
 /// A new server on the same database backend and object store as `app` (same bucket), with
 /// `tweak` applied on top.
@@ -924,4 +927,32 @@ async fn a_rotated_master_key_still_opens_what_the_old_one_sealed(app: TestApp) 
     let forgotten = Settings { master_keys_old: None, ..rotated };
     let keyring = Keyring::load(&forgotten, app.state.db.clone()).unwrap();
     assert!(matches!(keyring.key_by_id(&key_id).await, Err(KeyError::Unavailable(_))));
+}
+
+async fn a_voice_note_without_a_transcription_service_is_kept_and_waits(app: TestApp) {
+    assert!(app.settings.transcription_url.is_none());
+    let w = app.world().await;
+    let case = app.submitted_case(&w.doctor, "Crown", w.lab).await;
+    let mut tech = app.ws(&w.tech, Codec::Json).await;
+    let head = tech.subscribe(case, 0).await;
+    let audio = wav(16_000);
+    let file = app.upload(&w.doctor, case, "note.wav", Some("voice_note"), &audio, 1).await;
+    // The upload is not held back: the note is a case file at once, playable by the lab.
+    assert!(matches!(
+        tech.event(case, head + 1).await.data,
+        EventData::FileAdded { file_kind: FileKind::VoiceNote, .. }
+    ));
+    let url = app.link(&w.tech, file).await;
+    let res = app.download(&w.tech, &url, None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), audio.as_slice());
+    // It waits for a service to be configured, as a pending job; nothing else was added to the case.
+    let pending = app
+        .count(&format!(
+            "SELECT COUNT(*) FROM transcriptions WHERE file_id = '{file}' AND status = 'pending'"
+        ))
+        .await;
+    assert_eq!(pending, 1);
+    let events = app.get_json(&format!("/api/v1/cases/{case}/events?after={head}"), &w.doctor).await;
+    assert_eq!(events["events"].as_array().unwrap().len(), 1, "{events}");
 }
