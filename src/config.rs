@@ -259,7 +259,13 @@ impl Settings {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("ARTICULA_").ignore(&["config"]));
+        // ARTICULA_TEST_* and ARTICULA_LT_* belong to the test and load-test harnesses (the
+        // Makefile exports ARTICULA_TEST_PG_URL for every target, `make run` included); they are
+        // not settings, so they are neither read nor refused as unknown.
+        fig = fig.merge(Env::prefixed("ARTICULA_").ignore(&["config"]).filter(|k| {
+            let k = k.as_str().to_ascii_lowercase();
+            !(k.starts_with("test_") || k.starts_with("lt_"))
+        }));
         let settings: Settings = fig.extract().map_err(|e| {
             let key = e.path.join(".");
             let msg = e.kind.to_string();

@@ -380,6 +380,8 @@ impl Served {
 
     fn start_with(args: &[&str], config: Option<&std::path::Path>, env: &[(&str, &str)]) -> Self {
         use std::io::BufRead;
+        // Plain reqwest clients talk to it; they need the process's TLS provider.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_articula"));
         cmd.arg("serve")
             .args(args)
@@ -502,6 +504,9 @@ async fn tls_off_is_plain_http_with_a_warning() {
             ("ARTICULA_BIND", "127.0.0.1:0"),
             ("ARTICULA_TLS", "off"),
             ("ARTICULA_LOG", "warn"),
+            // Set by the Makefile for every target: the harnesses' variables are not settings.
+            ("ARTICULA_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+            ("ARTICULA_LT_SERVER", "/nowhere"),
         ],
     );
     assert!(served.url.starts_with("http://"), "{}", served.url);
