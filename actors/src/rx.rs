@@ -90,9 +90,10 @@ fn note(field: &str, value: &str) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// The file an `attachments.<file id>` field names.
+/// The file an `attachments.<file id>` field names, in the canonical spelling only (lowercase,
+/// hyphenated), so that one file cannot be attached under several field names.
 pub fn attachment(id: &str) -> Option<FileId> {
-    id.parse().ok()
+    id.parse::<FileId>().ok().filter(|f| f.to_string() == id)
 }
 
 /// Checks that `field` exists and `value` fits it. `None` (clearing) fits every field.
@@ -170,6 +171,9 @@ mod tests {
         assert!(validate(&format!("attachments.{file}"), None).is_ok());
         assert!(validate("attachments.photo", Some("x")).is_err());
         assert!(validate(&format!("attachments.{file}.x"), Some("x")).is_err());
+        let upper = file.to_string().to_uppercase();
+        assert!(validate(&format!("attachments.{upper}"), Some("x")).is_err());
+        assert!(validate(&format!("attachments.{}", file.to_string().replace('-', "")), Some("x")).is_err());
         assert!(validate("patient_name", Some("x")).is_err());
         assert!(validate("notes", Some(&"x".repeat(MAX_NOTE_CHARS + 1))).is_err());
     }

@@ -330,8 +330,9 @@ impl Auth {
                 "the session ended after inactivity; sign in again",
             ));
         }
-        if now - row.last_used_at > crate::store::sessions::TOUCH_EVERY_MS {
-            self.db.touch_session(row.session_id, now).await?;
+        let every = crate::store::sessions::touch_every_ms(self.idle_ms);
+        if now - row.last_used_at > every {
+            self.db.touch_session(row.session_id, now, every).await?;
         }
         Ok(Caller {
             user_id: row.user_id,

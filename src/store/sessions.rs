@@ -120,8 +120,11 @@ pub struct NewToken<'a> {
     pub expires_at: i64,
 }
 
-/// How stale a session's `last_used_at` may get before a use of it is written.
-pub const TOUCH_EVERY_MS: i64 = 60_000;
+/// How stale a session's `last_used_at` may get before a use of it is written: a minute, or half
+/// the inactivity limit when that is shorter (so an active session never looks idle).
+pub fn touch_every_ms(idle_limit_ms: i64) -> i64 {
+    (idle_limit_ms / 2).clamp(1, 60_000)
+}
 
 impl Db {
     /// Creates a session with its first tokens.
@@ -179,14 +182,14 @@ impl Db {
         })
     }
 
-    /// Records use of a session, at most once a minute ([`TOUCH_EVERY_MS`]): inactivity is
+    /// Records use of a session, at most every `every_ms` ([`touch_every_ms`]): inactivity is
     /// counted in minutes, and every socket and request of a session touches the same row —
     /// on PostgreSQL concurrent updates of one row wait for each other's commit, holding pool
     /// connections the event log needs. An update whose condition is false takes no row lock.
-    pub async fn touch_session(&self, id: SessionId, now: i64) -> Result<(), StoreError> {
+    pub async fn touch_session(&self, id: SessionId, now: i64, every_ms: i64) -> Result<(), StoreError> {
         with_db!(self, pool => {
             sqlx::query("UPDATE sessions SET last_used_at = $2 WHERE id = $1 AND last_used_at < $3")
-                .bind(id.to_string()).bind(now).bind(now - TOUCH_EVERY_MS).execute(pool).await?;
+                .bind(id.to_string()).bind(now).bind(now - every_ms).execute(pool).await?;
         });
         Ok(())
     }

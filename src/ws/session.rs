@@ -204,7 +204,8 @@ impl WsSession {
         let fut = async move {
             let now = now_ms();
             if active {
-                app.db.touch_session(caller.session_id, now).await?;
+                let every = crate::store::sessions::touch_every_ms(app.auth.idle_ms());
+                app.db.touch_session(caller.session_id, now, every).await?;
             }
             app.db.session_alive(caller.session_id, now, app.auth.idle_ms()).await
         };

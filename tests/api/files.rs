@@ -61,7 +61,7 @@ file_tests!(
 );
 
 crate::both_backends!(
-    a_rotated_master_key_still_opens_what_the_old_one_sealed,
+    a_rotated_master_key_still_unwraps_the_organisation_keys_of_the_old_one,
     a_voice_note_without_a_transcription_service_is_kept_and_waits,
 );
 
@@ -897,7 +897,7 @@ async fn a_large_incompressible_file_is_stored_in_parts_and_read_back_by_range(a
     assert!(res.bytes().await.unwrap().as_ref() == &data[from..=to]);
 }
 
-async fn a_rotated_master_key_still_opens_what_the_old_one_sealed(app: TestApp) {
+async fn a_rotated_master_key_still_unwraps_the_organisation_keys_of_the_old_one(app: TestApp) {
     use articula::config::{Secret, Settings};
     use articula::objects::crypto::Key;
     use articula::objects::keys::{KeyError, Keyring};

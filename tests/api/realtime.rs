@@ -403,6 +403,31 @@ async fn rx_edits_on_stale_versions_are_rejected(app: TestApp) {
         f.map(|f| (f["value"].clone(), f["version"].clone())),
         Some((json!("shade reference, 11"), json!(v)))
     );
+    // A file of another case cannot be attached, nor detached, nor proposed by the lab.
+    let other = app.submitted_case(&w.doctor, "Bridge", w.lab).await;
+    let foreign = add_design(&app, other, &w.doctor, &"e".repeat(64)).await;
+    for value in [Some("x"), None] {
+        let err = phone.call(edit(case, &format!("attachments.{foreign}"), 0, value)).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRx);
+    }
+    let err = tech
+        .call(ClientBody::ProposeRx(ProposeRx {
+            case_id: case,
+            changes: vec![RxChange {
+                field: format!("attachments.{foreign}"),
+                base_version: 0,
+                value: Some("x".into()),
+            }],
+            note: None,
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidRx);
+    // Detaching clears the field.
+    phone.call(edit(case, &field, v, None)).await.unwrap();
+    let rx = app.get_json(&format!("/api/v1/cases/{case}/rx"), &w.tech).await;
+    let f = rx["fields"].as_array().unwrap().iter().find(|f| f["field"] == field.as_str()).cloned();
+    assert!(f.is_none_or(|f| f["value"].is_null()), "{rx}");
 }
 
 async fn add_design(app: &TestApp, case: CaseId, by: &Session, sha: &str) -> FileId {

@@ -74,8 +74,8 @@ fn check_rx_changes(
         }
         let value = c.value.as_deref().map(str::trim).filter(|v| !v.is_empty());
         rx::validate(&c.field, value)?;
+        // Attaching and detaching name a file of this case (files are never removed from one).
         if let Some(file) = c.field.strip_prefix("attachments.").and_then(rx::attachment)
-            && value.is_some()
             && !state.files.contains_key(&file)
         {
             return Err(CommandError::new(

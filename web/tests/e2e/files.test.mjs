@@ -284,7 +284,7 @@ test('a paused upload resumes where the server stopped, not from zero', async ()
   await openCase(page, 'Implant crown 46');
   await page.getByRole('tab', { name: 'Files' }).click();
   const name = 'implant_46_margin_scan.stl';
-  const bytes = makeStl(200_000); // 10 MB: two requests
+  const bytes = makeStl(400_000); // 20 MB: three requests
   const cdp = await throttleUpload(page, 2_000_000);
   await page.getByLabel('Add a file').setInputFiles({ name, mimeType: 'model/stl', buffer: bytes });
   await page.getByRole('button', { name: /^Upload/ }).click();
@@ -299,11 +299,17 @@ test('a paused upload resumes where the server stopped, not from zero', async ()
   page.on('response', (r) => {
     if (r.request().method() === 'HEAD' && r.url().includes('/api/v1/uploads/')) heads.push(Number(r.headers()['upload-offset']));
   });
+  const patches = [];
+  page.on('request', (r) => {
+    if (r.method() === 'PATCH' && r.url().includes('/api/v1/uploads/')) patches.push(Number(r.headers()['upload-offset']));
+  });
   await row.getByRole('button', { name: 'Resume' }).click();
   await row.filter({ hasText: /resumed at [1-9]/ }).waitFor();
   const done = await waitProgress(page, name, { done: true });
   assert.equal(done.max, bytes.length);
   assert.ok(heads.length >= 1 && heads[0] >= 8 * 1024 * 1024, `resumed from ${heads}`);
+  // The first request after resuming starts where the server stood: nothing is sent twice.
+  assert.equal(patches[0], heads[0]);
   await page.getByTestId('file').filter({ hasText: name }).waitFor();
   env.assertNoProblems();
 });

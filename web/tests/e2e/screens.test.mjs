@@ -76,6 +76,7 @@ for (const [size, viewport] of [['desktop', DESKTOP], ['390', PHONE]]) {
     await signIn(tech, 'tech@demo.test');
     await tech.getByRole('heading', { name: 'Lab board' }).waitFor();
     await tech.locator('[data-column="in_production"] .card', { hasText: 'Implant crown 46' }).waitFor();
+    await fitsWidth(tech);
     await picture(tech, `board-lab-${size}`);
 
     const { page: owner } = await env.page(viewport);
