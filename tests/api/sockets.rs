@@ -33,7 +33,6 @@ async fn commands_beyond_the_rate_limit_are_refused_per_user(app: TestApp) {
     let mut desk = app.ws(&w.doctor, Codec::MsgPack).await;
     let mut tech = app.ws(&w.tech, Codec::Json).await;
 
-    // Five commands at once: the burst of three goes through, the rest are refused.
     let ids: Vec<String> = (0..5).map(|_| phone.new_id()).collect();
     for (i, id) in ids.iter().enumerate() {
         phone.send_with_id(id, post(case, &format!("m{i}"))).await;
@@ -41,14 +40,17 @@ async fn commands_beyond_the_rate_limit_are_refused_per_user(app: TestApp) {
     // Sent at once too, before any answer (a token comes back only after a second).
     let desk_id = desk.new_id();
     desk.send_with_id(&desk_id, post(case, "desk")).await;
+    // Six commands of one user on two sockets, all at once: the burst of three goes through, the
+    // rest are refused, whichever socket they came from (the limit is the user's, not the
+    // socket's: per socket, the desk would have had a burst of its own).
     let mut answers = Vec::new();
     for id in &ids {
-        answers.push(phone.answer(id).await.map_err(|e| e.code));
+        answers.push(phone.answer(id).await.map(|_| ()).map_err(|e| e.code));
     }
-    assert!(answers[..3].iter().all(Result::is_ok), "{answers:?}");
-    assert_eq!(answers[3..], [Err(ErrorCode::RateLimited), Err(ErrorCode::RateLimited)]);
-    // The limit is the user's, not the socket's: another socket of the same user is refused too.
-    assert_eq!(desk.answer(&desk_id).await.unwrap_err().code, ErrorCode::RateLimited);
+    answers.push(desk.answer(&desk_id).await.map(|_| ()).map_err(|e| e.code));
+    let passed = answers.iter().filter(|a| a.is_ok()).count();
+    let limited = answers.iter().filter(|a| **a == Err(ErrorCode::RateLimited)).count();
+    assert_eq!((passed, limited), (3, 3), "{answers:?}");
     // Refused commands changed nothing, and the socket is still usable.
     let msgs = app.get_json(&format!("/api/v1/cases/{case}/messages"), &w.doctor).await;
     assert_eq!(msgs.as_array().unwrap().len(), 3, "{msgs}");
