@@ -131,6 +131,26 @@ fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
         .pragma("journal_size_limit", (64 * 1024 * 1024).to_string()))
 }
 
+/// A pool of up to `max` connections to a SQLite file.
+async fn sqlite_pool(opts: SqliteConnectOptions, max: u32) -> Result<SqlitePool, StoreError> {
+    Ok(SqlitePoolOptions::new()
+        .max_connections(max)
+        // Connections to a local file do not go stale; checking costs a round trip to the
+        // connection's thread on every acquire.
+        .test_before_acquire(false)
+        .connect_with(opts)
+        .await?)
+}
+
+/// A pool of up to `max` connections to PostgreSQL.
+async fn pg_pool(url: &str, max: u32) -> Result<PgPool, StoreError> {
+    Ok(PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(PgConnectOptions::from_str(url)?)
+        .await?)
+}
+
 impl Db {
     /// Connects to the configured database and runs pending migrations.
     pub async fn connect(settings: &Settings) -> Result<Self, StoreError> {
@@ -140,23 +160,12 @@ impl Db {
             Backend::Sqlite => {
                 std::fs::create_dir_all(&settings.data_dir)
                     .map_err(|e| StoreError::Corrupt(format!("data dir: {e}")))?;
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(max)
-                    // Connections to a local file do not go stale; checking costs a round trip
-                    // to the connection's thread on every acquire.
-                    .test_before_acquire(false)
-                    .connect_with(sqlite_options(&url)?)
-                    .await?;
+                let pool = sqlite_pool(sqlite_options(&url)?, max).await?;
                 SQLITE_MIGRATIONS.run(&pool).await?;
                 Db::Sqlite(pool)
             }
             Backend::Postgres => {
-                let opts = PgConnectOptions::from_str(&url)?;
-                let pool = PgPoolOptions::new()
-                    .max_connections(max)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .connect_with(opts)
-                    .await?;
+                let pool = pg_pool(&url, max).await?;
                 POSTGRES_MIGRATIONS.run(&pool).await?;
                 Db::Postgres(pool)
             }
@@ -190,22 +199,11 @@ impl Db {
         match self {
             Db::Sqlite(_) => {
                 let (_, url) = settings.database();
-                let opts = sqlite_options(&url)?.pragma("cache_size", "-65536");
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .test_before_acquire(false)
-                    .connect_with(opts)
-                    .await?;
-                Ok(Db::Sqlite(pool))
+                Ok(Db::Sqlite(sqlite_pool(sqlite_options(&url)?.pragma("cache_size", "-65536"), 1).await?))
             }
             Db::Postgres(_) => {
                 let (_, url) = settings.database();
-                let pool = PgPoolOptions::new()
-                    .max_connections(2)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .connect_with(PgConnectOptions::from_str(&url)?)
-                    .await?;
-                Ok(Db::Postgres(pool))
+                Ok(Db::Postgres(pg_pool(&url, 2).await?))
             }
         }
     }
@@ -223,11 +221,7 @@ impl Db {
         let Db::Sqlite(_) = self else { return Ok(wanted) };
         let (_, url) = settings.database();
         let restart_frames = settings.sqlite_wal_restart_frames as i64;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .connect_with(sqlite_options(&url)?)
-            .await?;
+        let pool = sqlite_pool(sqlite_options(&url)?, 1).await?;
         let flag = wanted.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(CHECKPOINT_EVERY);
