@@ -15,6 +15,7 @@ pub mod policy;
 pub mod ports;
 pub mod registry;
 pub mod rx;
+pub mod text;
 
 pub use case::{Backlog, CaseActor, CaseCommand, Command, CommandReply, Subscribe, Subscription};
 pub use error::CommandError;
