@@ -126,6 +126,14 @@ pub struct Settings {
     pub commit_max_batch: usize,
     /// Least milliseconds between the starts of two group commits.
     pub commit_interval_ms: u64,
+    /// Most changes waiting for the group commit (all cases); beyond it commands are refused
+    /// with a retryable `unavailable`.
+    pub commit_queue_max: usize,
+    /// Most changes of one case waiting behind its commit in flight; beyond it, as above.
+    pub case_queue_max: usize,
+    /// A snapshot of a case's state is stored every this many events (start-up reads the
+    /// latest snapshot and the events after it).
+    pub snapshot_every: usize,
     /// SQLite: write-ahead log frames (4 KiB pages) after which the background checkpointer
     /// restarts the log from its beginning.
     pub sqlite_wal_restart_frames: u64,
@@ -206,6 +214,9 @@ impl Default for Settings {
             case_idle_secs: 600,
             commit_max_batch: 2048,
             commit_interval_ms: 5,
+            commit_queue_max: 32_768,
+            case_queue_max: 1024,
+            snapshot_every: 256,
             sqlite_wal_restart_frames: 1024,
             object_store: "fs".into(),
             s3_endpoint: None,
@@ -327,6 +338,12 @@ impl Settings {
         }
         if self.subscriber_queue < 16 || self.resume_ring == 0 || self.commit_max_batch == 0 {
             return Err(bad("subscriber_queue / resume_ring / commit_max_batch", "too small"));
+        }
+        if self.commit_queue_max == 0 || self.case_queue_max == 0 {
+            return Err(bad("commit_queue_max / case_queue_max", "must be at least 1"));
+        }
+        if !(16..=1_000_000).contains(&self.snapshot_every) {
+            return Err(bad("snapshot_every", "must be between 16 and 1000000"));
         }
         match self.object_store.as_str() {
             "fs" => {}

@@ -7,7 +7,7 @@ use anyhow::Context;
 use articula_actors::case::state::CaseState;
 use articula_actors::clock::{now_ms, today_utc};
 use articula_actors::ports::StoredEvent;
-use articula_actors::{CaseAccess, CaseCommand, Command};
+use articula_actors::{CaseCommand, Command, Principal};
 use articula_protocol::{
     CaseId, CaseStatus, EditRx, EventData, FileKind, OrgId, OrgKind, PostMessage, RequestApproval, Role,
     RxChange, SetStatus, UserId,
@@ -117,6 +117,7 @@ async fn new_case(
         at: now_ms(),
         actor: doctor,
         client_id: None,
+        digest: None,
         data: EventData::CaseCreated {
             label: label.to_owned(),
             clinic_id: clinic,
@@ -130,9 +131,9 @@ async fn new_case(
     Ok(case_id)
 }
 
-async fn run(app: &AppState, case_id: CaseId, access: CaseAccess, body: CaseCommand) -> anyhow::Result<()> {
+async fn run(app: &AppState, case_id: CaseId, who: Principal, body: CaseCommand) -> anyhow::Result<()> {
     app.registry
-        .command(case_id, Command { access, client_id: None, body })
+        .command(case_id, Command { who, client_id: None, body })
         .await
         .map_err(|e| anyhow::anyhow!("demo command: {e}"))?;
     Ok(())
@@ -169,8 +170,8 @@ async fn seed_cases(
     doctor2: UserId,
     tech: UserId,
 ) -> anyhow::Result<()> {
-    let dr = |u| CaseAccess { user_id: u, doctor: true, ..Default::default() };
-    let lt = CaseAccess { user_id: tech, lab_tech: true, ..Default::default() };
+    let dr = |u| Principal::new(u, [(clinic, Role::Doctor)]);
+    let lt = Principal::new(tech, [(lab, Role::LabTech)]);
 
     let c1 = new_case(app, clinic, doctor, "Crown 11 — shade A2", Some(lab), 9).await?;
     run(
@@ -197,8 +198,8 @@ async fn seed_cases(
         say(c1, "Scan attached tomorrow morning; please confirm you can make the 9-day date."),
     )
     .await?;
-    run(app, c1, lt, status(c1, CaseStatus::Received)).await?;
-    run(app, c1, lt, say(c1, "Received. The date works; design by Thursday.")).await?;
+    run(app, c1, lt.clone(), status(c1, CaseStatus::Received)).await?;
+    run(app, c1, lt.clone(), say(c1, "Received. The date works; design by Thursday.")).await?;
     ingest(app, doctor, c1, "prep_11_scan.stl", FileKind::Scan, &dome_stl(48, 24, 4.2, 6.5, 0.9)).await?;
     ingest(
         app,
@@ -230,9 +231,9 @@ async fn seed_cases(
     )
     .await?;
     run(app, c2, dr(doctor), status(c2, CaseStatus::Submitted)).await?;
-    run(app, c2, lt, status(c2, CaseStatus::Received)).await?;
-    run(app, c2, lt, status(c2, CaseStatus::InDesign)).await?;
-    run(app, c2, lt, say(c2, "Pontic space is tight; we may propose a narrower pontic.")).await?;
+    run(app, c2, lt.clone(), status(c2, CaseStatus::Received)).await?;
+    run(app, c2, lt.clone(), status(c2, CaseStatus::InDesign)).await?;
+    run(app, c2, lt.clone(), say(c2, "Pontic space is tight; we may propose a narrower pontic.")).await?;
     let design = dome_stl(96, 48, 10.5, 5.8, 0.75);
     ingest(app, tech, c2, "bridge_34-36_design_v1.stl", FileKind::Design, &design).await?;
     let sha = hex::encode(sha2::Sha256::digest(&design));
@@ -241,7 +242,7 @@ async fn seed_cases(
         file_sha256: sha,
         comment: Some("Design v1 for your approval".into()),
     };
-    run(app, c2, lt, CaseCommand::RequestApproval(request)).await?;
+    run(app, c2, lt.clone(), CaseCommand::RequestApproval(request)).await?;
 
     new_case(app, clinic, doctor, "Veneers 12–22", None, 21).await?;
 
@@ -261,8 +262,8 @@ async fn seed_cases(
     )
     .await?;
     run(app, c4, dr(doctor2), status(c4, CaseStatus::Submitted)).await?;
-    run(app, c4, lt, status(c4, CaseStatus::Received)).await?;
-    run(app, c4, lt, status(c4, CaseStatus::InProduction)).await?;
+    run(app, c4, lt.clone(), status(c4, CaseStatus::Received)).await?;
+    run(app, c4, lt.clone(), status(c4, CaseStatus::InProduction)).await?;
 
     new_case(app, clinic, doctor2, "Inlay 26", None, 14).await?;
     Ok(())

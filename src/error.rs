@@ -40,7 +40,9 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         MalformedFrame | InvalidJson | UnknownField | UnknownType | UnsupportedVersion => {
             StatusCode::BAD_REQUEST
         }
-        ValidationFailed | InvalidEmail | InvalidRx | MalwareDetected => StatusCode::UNPROCESSABLE_ENTITY,
+        ValidationFailed | InvalidEmail | InvalidRx | MalwareDetected | NotStorable => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         FrameTooLarge | PayloadTooLarge | FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         UnsupportedMediaType | InvalidFileType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -13,7 +13,7 @@ use actix_web::dev::{AppConfig, Server};
 use actix_web::{App, middleware, web};
 use anyhow::Context;
 use articula_actors::ports::CaseStore;
-use articula_actors::{CaseConfig, CaseRegistry, OrgHubs, PersistenceActor, PersistenceConfig};
+use articula_actors::{CaseConfig, CaseRegistry, OrgHubs, PersistenceActor, PersistenceConfig, QueueDepth};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::auth::Auth;
@@ -139,24 +139,30 @@ impl Application {
         let truncate_wal = db.spawn_checkpointer(&settings).await.context("database")?;
         let log_writer = db.log_writer(&settings).await.context("database")?;
         let store: Arc<dyn CaseStore> = Arc::new(SqlCaseStore::new(db.clone(), log_writer, truncate_wal));
+        let commit_queue = QueueDepth::new(settings.commit_queue_max);
         let persistence = PersistenceActor::new(
             store.clone(),
             PersistenceConfig {
                 max_batch: settings.commit_max_batch,
                 interval: Duration::from_millis(settings.commit_interval_ms),
+                max_queued: settings.commit_queue_max,
                 ..Default::default()
             },
+            commit_queue.clone(),
         )
         .start();
         let hubs = Arc::new(OrgHubs::new(settings.subscriber_queue));
         let registry = CaseRegistry::new(
             store,
             persistence,
+            commit_queue,
             hubs,
             CaseConfig {
                 subscriber_queue: settings.subscriber_queue,
                 resume_ring: settings.resume_ring,
                 idle_after: Duration::from_secs(settings.case_idle_secs),
+                max_queued: settings.case_queue_max,
+                snapshot_every: settings.snapshot_every,
                 ..Default::default()
             },
         );

@@ -46,6 +46,24 @@ impl CommandError {
         Self::new(ErrorCode::Unavailable, "the case is restarting; retry the command with the same id")
     }
 
+    /// The case has more work waiting than it accepts; the command may be retried with its id.
+    pub fn busy() -> Self {
+        Self::new(ErrorCode::Unavailable, "the case is busy; retry the command with the same id shortly")
+    }
+
+    /// The store refused this command's event for a reason a retry meets again.
+    pub fn not_storable() -> Self {
+        Self::new(
+            ErrorCode::NotStorable,
+            "the server could not store this command; sending it again will not help",
+        )
+    }
+
+    /// The command id was already used for another command.
+    pub fn id_reused() -> Self {
+        Self::new(ErrorCode::Conflict, "this command id was already used for a different command")
+    }
+
     /// Answer of a retired actor to a late message.
     pub(crate) fn retired() -> Self {
         Self { retired: true, ..Self::unavailable() }

@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use articula_protocol::{CaseId, Codec, Event, OrgId, ServerBody, ServerMessage, UserId};
+use articula_protocol::{CaseId, Codec, Event, EventData, MessageId, ServerBody, ServerMessage, UserId};
 use bytes::Bytes;
 
+use crate::policy::Visibility;
 use crate::ports::StoredEvent;
 
 /// What a frame is, for the sockets that route it without decoding it.
@@ -18,6 +19,10 @@ pub enum FrameKind {
     Board,
     /// An inbox item.
     Inbox,
+    /// Not for clients: a case actor restarted, and events up to `seq` are durable although
+    /// subscribers may not have received them (their commit's broadcast was lost with the
+    /// actor). Subscribers behind `seq` fetch the missing range from the log.
+    Head,
 }
 
 /// A server frame in both encodings, each already a complete WebSocket frame: a socket writes
@@ -34,9 +39,12 @@ pub struct Frame {
     pub doctor_id: Option<UserId>,
     /// Who caused it (inbox frames skip one's own actions, sockets skip their own typing).
     pub actor: Option<UserId>,
-    /// Set on the event that re-routes the case: the new lab. Lab members of the old lab lose
-    /// the case at this frame and do not receive it.
-    pub lab_change: Option<Option<OrgId>>,
+    /// Events: who may see the case after this event. A socket whose user no longer may loses
+    /// the case at this frame and does not receive it.
+    pub visibility: Option<Visibility>,
+    /// Events posting or editing a chat message: the message (deleting it withdraws such
+    /// frames from the resume ring).
+    pub message_id: Option<MessageId>,
     /// The JSON encoding as a WebSocket text frame.
     pub ws_json: Bytes,
     /// The MessagePack encoding as a WebSocket binary frame.
@@ -60,14 +68,15 @@ impl Frame {
             seq: 0,
             doctor_id: None,
             actor: None,
-            lab_change: None,
+            visibility: None,
+            message_id: None,
             ws_json,
             ws_msgpack,
         })
     }
 
-    /// The `event` frame of a stored event.
-    pub fn event(ev: &StoredEvent) -> Result<Arc<Self>, FrameError> {
+    /// The `event` frame of a stored event, with the case's visibility after it.
+    pub fn event(ev: &StoredEvent, visibility: Visibility) -> Result<Arc<Self>, FrameError> {
         let body = ServerBody::Event(Event {
             case_id: ev.case_id,
             seq: ev.seq,
@@ -79,10 +88,29 @@ impl Frame {
         frame.case_id = Some(ev.case_id);
         frame.seq = ev.seq;
         frame.actor = Some(ev.actor);
-        if let articula_protocol::EventData::CaseUpdated { lab_id: Some(lab), .. } = &ev.data {
-            frame.lab_change = Some(*lab);
-        }
+        frame.visibility = Some(visibility);
+        frame.message_id = match &ev.data {
+            EventData::MessagePosted { message_id, .. } | EventData::MessageEdited { message_id, .. } => {
+                Some(*message_id)
+            }
+            _ => None,
+        };
         Ok(Arc::new(frame))
+    }
+
+    /// The internal marker of a restarted case's durable head (never written to a socket).
+    pub fn head(case_id: CaseId, seq: u64) -> Arc<Self> {
+        Arc::new(Self {
+            kind: FrameKind::Head,
+            case_id: Some(case_id),
+            seq,
+            doctor_id: None,
+            actor: None,
+            visibility: None,
+            message_id: None,
+            ws_json: Bytes::new(),
+            ws_msgpack: Bytes::new(),
+        })
     }
 
     /// An ephemeral frame about a case.

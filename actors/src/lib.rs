@@ -17,10 +17,13 @@ pub mod registry;
 pub mod rx;
 pub mod text;
 
-pub use case::{Backlog, CaseActor, CaseCommand, Command, CommandReply, Subscribe, Subscription};
+pub use case::{
+    Backlog, CaseActor, CaseCommand, Command, CommandReply, PresenceGuard, Subscribe, Subscription,
+    command_digest,
+};
 pub use error::CommandError;
 pub use frame::{Frame, FrameKind};
 pub use hubs::OrgHubs;
-pub use persistence::{PersistenceActor, PersistenceConfig};
-pub use policy::CaseAccess;
+pub use persistence::{PersistenceActor, PersistenceConfig, QueueDepth};
+pub use policy::{CaseAccess, Principal, Visibility};
 pub use registry::{CaseConfig, CaseRegistry};

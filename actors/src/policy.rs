@@ -1,8 +1,77 @@
 //! Who may do what on a case (DESIGN §2's role table), as pure functions.
 
-use articula_protocol::{CaseStatus, ErrorCode, UserId};
+use std::sync::Arc;
+
+use articula_protocol::{CaseStatus, ErrorCode, EventData, OrgId, Role, UserId};
 
 use crate::error::CommandError;
+
+/// Who is asking: a user and their active memberships, as loaded when their socket
+/// authenticated or their request arrived. The case actor computes the user's relation to the
+/// case from these and the case's *current* state at every command, so no access decision
+/// outlives the event that changes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The user.
+    pub user_id: UserId,
+    /// Active memberships: organisation and role.
+    pub memberships: Arc<[(OrgId, Role)]>,
+    /// The server acting on the user's behalf (a transcript of their voice note), not the user.
+    pub system: bool,
+}
+
+impl Principal {
+    /// A user with these memberships.
+    pub fn new(user_id: UserId, memberships: impl IntoIterator<Item = (OrgId, Role)>) -> Self {
+        Self { user_id, memberships: memberships.into_iter().collect(), system: false }
+    }
+
+    /// The server, acting for `user_id` (no memberships of its own).
+    pub fn system(user_id: UserId) -> Self {
+        Self { user_id, memberships: Arc::from(Vec::new()), system: true }
+    }
+
+    /// Whether the user holds `role` in `org`.
+    pub fn has(&self, org: OrgId, role: Role) -> bool {
+        self.memberships.iter().any(|(o, r)| *o == org && *r == role)
+    }
+}
+
+/// What decides who may see a case: its clinic, doctor and lab, and whether it was submitted
+/// (a draft, also a draft put on hold, is the clinic's own). Carried by every event frame as it
+/// is after the event, so sockets re-evaluate their access at the very event that changes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Visibility {
+    /// The clinic.
+    pub clinic_id: OrgId,
+    /// The case's doctor.
+    pub doctor_id: UserId,
+    /// The lab it is routed to.
+    pub lab_id: Option<OrgId>,
+    /// No longer a draft (its effective status, looking through `on_hold`).
+    pub submitted: bool,
+}
+
+impl Visibility {
+    /// Whether the lab sees the case.
+    pub fn lab_visible(&self) -> bool {
+        self.lab_id.is_some() && self.submitted
+    }
+
+    /// The visibility after `event`: the same rule the case state applies, for readers that
+    /// only have the events (catch-up from the log).
+    pub fn after(mut self, event: &EventData) -> Self {
+        match event {
+            EventData::CaseUpdated { lab_id: Some(lab), .. } => self.lab_id = *lab,
+            EventData::StatusChanged { from, to, .. } => {
+                self.submitted =
+                    !(*to == CaseStatus::Draft || (*to == CaseStatus::OnHold && *from == CaseStatus::Draft));
+            }
+            _ => {}
+        }
+        self
+    }
+}
 
 /// A user's relation to one case, computed by the server from memberships (inside the SQL) and
 /// handed to the case actor with every command. A user can hold several relations at once.
@@ -21,6 +90,18 @@ pub struct CaseAccess {
 }
 
 impl CaseAccess {
+    /// The relation of `who` to a case that is as `vis` says.
+    pub fn of(who: &Principal, vis: &Visibility) -> Self {
+        let lab = vis.lab_id.filter(|_| vis.lab_visible());
+        Self {
+            user_id: who.user_id,
+            doctor: who.user_id == vis.doctor_id && who.has(vis.clinic_id, Role::Doctor),
+            clinic_admin: who.has(vis.clinic_id, Role::ClinicAdmin),
+            lab_tech: lab.is_some_and(|l| who.has(l, Role::LabTech)),
+            lab_admin: lab.is_some_and(|l| who.has(l, Role::LabAdmin)),
+        }
+    }
+
     /// Can see the case at all.
     pub fn any(&self) -> bool {
         self.doctor || self.clinic_admin || self.lab_tech || self.lab_admin

@@ -1,19 +1,29 @@
 //! Finds the live actor of a case, or starts one: never two for one case.
+//!
+//! Every message to a case actor goes through [`CaseRegistry`] with `try_send`: in the order it
+//! was sent (a socket's commands reach their case in the order the socket read them), never
+//! waiting, and answered at once with a retryable error when the actor's mailbox is full. The
+//! registry counts what it sent to each actor; an idle actor leaves only when it has handled
+//! every one of them (checked under the map's lock, so nothing is sent to it after), and then
+//! stops — no message is ever left in the mailbox of an actor on its way out.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use actix::dev::SendError;
 use actix::prelude::*;
 use articula_protocol::CaseId;
 use dashmap::DashMap;
+use tokio::sync::oneshot;
 
 use crate::case::{
-    CaseActor, Command, CommandReply, InjectPanic, MarkRead, Subscribe, Subscription, Typing, Unsubscribe,
+    CaseActor, Command, CommandReply, InjectPanic, Join, MarkRead, Submit, Subscribe, Subscription, Typing,
 };
 use crate::error::CommandError;
 use crate::hubs::OrgHubs;
-use crate::persistence::PersistenceActor;
+use crate::persistence::{PersistenceActor, QueueDepth};
+use crate::policy::Principal;
 use crate::ports::CaseStore;
 
 /// Settings of case actors.
@@ -25,8 +35,12 @@ pub struct CaseConfig {
     pub resume_ring: usize,
     /// A case with no subscriber and no activity for this long stops.
     pub idle_after: Duration,
-    /// Mailbox size of a case actor.
+    /// Mailbox size of a case actor (a message beyond it is refused at once).
     pub mailbox: usize,
+    /// Most accepted changes of one case waiting for the commit after the one in flight.
+    pub max_queued: usize,
+    /// A snapshot of the case state is stored with every this many events.
+    pub snapshot_every: usize,
 }
 
 impl CaseConfig {
@@ -38,7 +52,14 @@ impl CaseConfig {
 
 impl Default for CaseConfig {
     fn default() -> Self {
-        Self { subscriber_queue: 1024, resume_ring: 512, idle_after: Duration::from_secs(600), mailbox: 1024 }
+        Self {
+            subscriber_queue: 1024,
+            resume_ring: 512,
+            idle_after: Duration::from_secs(600),
+            mailbox: 1024,
+            max_queued: 1024,
+            snapshot_every: 256,
+        }
     }
 }
 
@@ -46,16 +67,26 @@ impl Default for CaseConfig {
 pub struct CaseDeps {
     pub(crate) store: Arc<dyn CaseStore>,
     pub(crate) persistence: Addr<PersistenceActor>,
+    pub(crate) commit_queue: Arc<QueueDepth>,
     pub(crate) hubs: Arc<OrgHubs>,
     pub(crate) config: CaseConfig,
     pub(crate) registry: Weak<CaseRegistry>,
     /// Supervised restarts of this registry's case actors.
     pub(crate) restarts: AtomicU64,
+    /// Case actors in memory (started and not yet dropped).
+    pub(crate) alive: AtomicUsize,
+}
+
+struct Entry {
+    addr: Addr<CaseActor>,
+    generation: u64,
+    /// Messages sent to this actor through the registry.
+    sent: AtomicU64,
 }
 
 /// The live case actors, by case.
 pub struct CaseRegistry {
-    actors: DashMap<CaseId, (Addr<CaseActor>, u64)>,
+    actors: DashMap<CaseId, Entry>,
     next_generation: AtomicU64,
     deps: Arc<CaseDeps>,
 }
@@ -65,6 +96,7 @@ impl CaseRegistry {
     pub fn new(
         store: Arc<dyn CaseStore>,
         persistence: Addr<PersistenceActor>,
+        commit_queue: Arc<QueueDepth>,
         hubs: Arc<OrgHubs>,
         config: CaseConfig,
     ) -> Arc<Self> {
@@ -74,10 +106,12 @@ impl CaseRegistry {
             deps: Arc::new(CaseDeps {
                 store,
                 persistence,
+                commit_queue,
                 hubs,
                 config,
                 registry: weak.clone(),
                 restarts: AtomicU64::new(0),
+                alive: AtomicUsize::new(0),
             }),
         })
     }
@@ -87,27 +121,49 @@ impl CaseRegistry {
         &self.deps.hubs
     }
 
-    /// The actor of `case`, started (under a supervisor, on the current arbiter) if none is live.
-    /// Must be called from an actix arbiter.
-    pub fn addr(&self, case: CaseId) -> (Addr<CaseActor>, u64) {
-        if let Some(e) = self.actors.get(&case) {
-            return e.value().clone();
+    /// Sends a message to the case's actor, starting one (under a supervisor, on the current
+    /// arbiter) if none is live. Must be called from an actix arbiter.
+    fn deliver<M>(&self, case: CaseId, mut msg: M) -> Result<(), CommandError>
+    where
+        M: Message<Result = ()> + Send + 'static,
+        CaseActor: Handler<M>,
+    {
+        for _ in 0..3 {
+            let generation = {
+                let entry = match self.actors.get(&case) {
+                    Some(e) => e,
+                    None => {
+                        self.actors.entry(case).or_insert_with(|| self.start(case));
+                        continue;
+                    }
+                };
+                // Counted before it is queued, under the map's read lock: an actor retiring
+                // (which takes the write lock) sees every message sent to it.
+                entry.sent.fetch_add(1, Ordering::SeqCst);
+                match entry.addr.try_send(msg) {
+                    Ok(()) => return Ok(()),
+                    Err(SendError::Full(_)) => {
+                        entry.sent.fetch_sub(1, Ordering::SeqCst);
+                        metrics::counter!("articula_case_mailbox_full_total").increment(1);
+                        return Err(CommandError::busy());
+                    }
+                    Err(SendError::Closed(m)) => {
+                        entry.sent.fetch_sub(1, Ordering::SeqCst);
+                        msg = m;
+                        entry.generation
+                    }
+                }
+            };
+            self.actors.remove_if(&case, |_, e| e.generation == generation);
         }
-        self.actors
-            .entry(case)
-            .or_insert_with(|| {
-                let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-                let deps = self.deps.clone();
-                let addr = Supervisor::start(move |_| CaseActor::new(case, generation, deps));
-                (addr, generation)
-            })
-            .value()
-            .clone()
+        Err(CommandError::unavailable())
     }
 
-    /// The actor of `case` if one is live.
-    pub fn live(&self, case: CaseId) -> Option<Addr<CaseActor>> {
-        self.actors.get(&case).map(|e| e.value().0.clone())
+    fn start(&self, case: CaseId) -> Entry {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let deps = self.deps.clone();
+        let addr = Supervisor::start(move |_| CaseActor::new(case, generation, deps));
+        Entry { addr, generation, sent: AtomicU64::new(0) }
     }
 
     /// How many times a case actor of this registry was restarted by its supervisor.
@@ -115,70 +171,82 @@ impl CaseRegistry {
         self.deps.restarts.load(Ordering::Relaxed)
     }
 
-    /// How many case actors are live.
+    /// Whether the case has a live actor.
+    pub fn is_live(&self, case: CaseId) -> bool {
+        self.actors.contains_key(&case)
+    }
+
+    /// How many case actors the registry knows (live and reachable).
     pub fn live_count(&self) -> usize {
         self.actors.len()
     }
 
-    /// Removes a retiring actor, unless a newer one already replaced it.
-    pub(crate) fn retire(&self, case: CaseId, generation: u64) {
-        self.actors.remove_if(&case, |_, (_, g)| *g == generation);
+    /// How many case actors are in memory, including any on their way out.
+    pub fn alive(&self) -> usize {
+        self.deps.alive.load(Ordering::Relaxed)
     }
 
-    /// Sends a message to the case's actor; when the actor answering has just retired (or
-    /// stopped), sends it once more to its successor.
-    async fn ask<M, T>(&self, case: CaseId, msg: impl Fn() -> M) -> Result<T, CommandError>
-    where
-        M: Message<Result = Result<T, CommandError>> + Send + 'static,
-        M::Result: Send,
-        CaseActor: Handler<M>,
-    {
-        for _ in 0..3 {
-            let (addr, generation) = self.addr(case);
-            match addr.send(msg()).await {
-                Ok(Err(e)) if e.retired => self.retire(case, generation),
-                Ok(res) => return res,
-                Err(_) => self.retire(case, generation),
-            }
-        }
-        Err(CommandError::unavailable())
+    /// Removes an actor that wants to retire, unless a newer one replaced it or something was
+    /// sent to it that it has not handled yet. True when it may stop.
+    pub(crate) fn retire(&self, case: CaseId, generation: u64, handled: u64) -> bool {
+        let removed = self
+            .actors
+            .remove_if(&case, |_, e| e.generation == generation && e.sent.load(Ordering::SeqCst) == handled);
+        removed.is_some() || self.actors.get(&case).is_none_or(|e| e.generation != generation)
     }
 
-    /// Runs a command on a case.
+    /// Queues a command on its case; the answer arrives on the returned channel. Refused at
+    /// once (retryable) when the case's mailbox is full.
+    pub fn submit(
+        &self,
+        case: CaseId,
+        cmd: Command,
+    ) -> Result<oneshot::Receiver<Result<CommandReply, CommandError>>, CommandError> {
+        let (reply, rx) = oneshot::channel();
+        self.deliver(case, Submit { cmd, reply })?;
+        Ok(rx)
+    }
+
+    /// Runs a command on a case and waits for its answer.
     pub async fn command(&self, case: CaseId, cmd: Command) -> Result<CommandReply, CommandError> {
-        self.ask(case, || cmd.clone()).await
+        let rx = self.submit(case, cmd)?;
+        rx.await.unwrap_or_else(|_| Err(CommandError::unavailable()))
     }
 
-    /// Marks a case read.
-    pub async fn mark_read(&self, case: CaseId, msg: MarkRead) -> Result<CommandReply, CommandError> {
-        let MarkRead { access, seq } = msg;
-        self.ask(case, || MarkRead { access, seq }).await
+    /// Queues a read mark.
+    pub fn mark_read(
+        &self,
+        case: CaseId,
+        who: Principal,
+        seq: u64,
+    ) -> Result<oneshot::Receiver<Result<CommandReply, CommandError>>, CommandError> {
+        let (reply, rx) = oneshot::channel();
+        self.deliver(case, MarkRead { who, seq, reply })?;
+        Ok(rx)
     }
 
-    /// Subscribes to a case.
-    pub async fn subscribe(&self, case: CaseId, msg: Subscribe) -> Result<Subscription, CommandError> {
-        let Subscribe { access, since } = msg;
-        self.ask(case, || Subscribe { access, since }).await
-    }
-
-    /// Tells a live case that a subscriber left (bounded by the number of sockets: one each).
-    pub fn unsubscribe(&self, case: CaseId, msg: Unsubscribe) {
-        if let Some(addr) = self.live(case) {
-            addr.do_send(msg);
-        }
+    /// Queues a subscription.
+    pub fn subscribe(
+        &self,
+        case: CaseId,
+        req: Subscribe,
+    ) -> Result<oneshot::Receiver<Result<Subscription, CommandError>>, CommandError> {
+        let (reply, rx) = oneshot::channel();
+        self.deliver(case, Join { req, reply })?;
+        Ok(rx)
     }
 
     /// Tells a live case that someone types; dropped when the case is busy.
     pub fn typing(&self, case: CaseId, msg: Typing) {
-        if let Some(addr) = self.live(case) {
-            let _ = addr.try_send(msg);
+        if self.actors.contains_key(&case) {
+            let _ = self.deliver(case, msg);
         }
     }
 
     /// Fault injection for tests: makes the case's actor panic.
     pub fn inject_panic(&self, case: CaseId) {
-        if let Some(addr) = self.live(case) {
-            let _ = addr.try_send(InjectPanic);
+        if self.actors.contains_key(&case) {
+            let _ = self.deliver(case, InjectPanic);
         }
     }
 }

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use articula_actors::case::state::CaseState;
 use articula_actors::clock::{now_ms, today_utc};
 use articula_actors::ports::StoredEvent;
-use articula_actors::{CaseCommand, Command};
+use articula_actors::{CaseCommand, Command, Principal};
 use articula_protocol::{
     CaseId, CaseStatus, CaseSummary, ErrorCode, Event, EventData, OrgId, OrgKind, Role, SetStatus,
     UpdateCase, UserId,
@@ -36,6 +36,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// The caller's relation to a case, or 404 (also for cases that exist but are not theirs).
+/// Who the caller is for the case actors: the user and their active memberships, read now (the
+/// actor decides their relation to the case from these and the case as it is).
+pub async fn principal(app: &AppState, user: UserId) -> Result<Principal, ApiError> {
+    let memberships = app.db.memberships(user).await?;
+    Ok(Principal::new(user, memberships.iter().map(|m| (m.org_id, m.role))))
+}
+
 pub async fn require_access(
     app: &AppState,
     user: UserId,
@@ -172,6 +179,7 @@ pub async fn create(
         at: now_ms(),
         actor: caller.user_id,
         client_id: None,
+        digest: None,
         data: EventData::CaseCreated {
             label,
             clinic_id: clinic,
@@ -242,7 +250,8 @@ pub async fn update(
     body: web::Json<PatchCase>,
 ) -> Result<HttpResponse, ApiError> {
     let case_id = id.into_inner();
-    let access = require_access(&app, caller.user_id, case_id).await?;
+    require_access(&app, caller.user_id, case_id).await?;
+    let who = principal(&app, caller.user_id).await?;
     let body = body.into_inner();
     if let Some(Some(lab)) = body.lab_id {
         ensure_lab(&app, lab).await?;
@@ -253,7 +262,7 @@ pub async fn update(
         due_date: body.due_date,
         lab_id: body.lab_id,
     });
-    app.registry.command(case_id, Command { access, client_id: None, body: cmd }).await?;
+    app.registry.command(case_id, Command { who, client_id: None, body: cmd }).await?;
     Ok(HttpResponse::Ok().json(view(&app, caller.user_id, case_id).await?))
 }
 
@@ -279,10 +288,11 @@ pub async fn set_status(
     body: web::Json<StatusChange>,
 ) -> Result<HttpResponse, ApiError> {
     let case_id = id.into_inner();
-    let access = require_access(&app, caller.user_id, case_id).await?;
+    require_access(&app, caller.user_id, case_id).await?;
+    let who = principal(&app, caller.user_id).await?;
     let body = body.into_inner();
     let cmd = CaseCommand::SetStatus(SetStatus { case_id, status: body.status, reason: body.reason });
-    app.registry.command(case_id, Command { access, client_id: None, body: cmd }).await?;
+    app.registry.command(case_id, Command { who, client_id: None, body: cmd }).await?;
     Ok(HttpResponse::Ok().json(view(&app, caller.user_id, case_id).await?))
 }
 
@@ -318,7 +328,7 @@ pub async fn events(
     let case_id = id.into_inner();
     require_access(&app, caller.user_id, case_id).await?;
     let limit = q.limit.unwrap_or(200).clamp(1, 1000);
-    let list = app.db.events_between(case_id, q.after.unwrap_or(0), u64::MAX, limit).await?;
+    let list = app.db.events_page(case_id, q.after.unwrap_or(0), u64::MAX, limit).await?;
     let next_after = (list.len() as i64 == limit).then(|| list.last().map(|e| e.seq)).flatten();
     let events = list
         .into_iter()
@@ -391,7 +401,7 @@ pub async fn rx_history(
     require_access(&app, caller.user_id, case_id).await?;
     let list = app
         .db
-        .events_of_kinds(case_id, &["rx_edited", "rx_signed", "rx_proposed", "rx_proposal_decided"])
+        .events_of_kinds(case_id, &["rx_edited", "rx_signed", "rx_proposed", "rx_proposal_decided"], 10_000)
         .await?;
     let events = list
         .into_iter()

@@ -5,8 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use articula_actors::ports::{self, CaseRow, CaseStore, LoadedCase, PersistItem, StoredEvent};
-use articula_protocol::{CaseId, EventData, UserId};
+use articula_actors::ports::{
+    self, CaseRow, CaseStore, FoundCommand, LoadedCase, LoadedSnapshot, PersistItem, StoreErrorKind,
+    StoredEvent, StoredMessage,
+};
+use articula_protocol::{CaseId, EventData, MessageId, UserId};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
@@ -23,14 +26,64 @@ where
 {
     let actor: String = r.try_get("actor_id")?;
     let data: String = r.try_get("data")?;
+    let digest: Option<String> = r.try_get("command_digest")?;
     Ok(StoredEvent {
         case_id,
         seq: r.try_get::<i64, _>("seq")? as u64,
         at: r.try_get("at")?,
         actor: parse(&actor, "actor id")?,
         client_id: r.try_get("client_id")?,
+        digest: digest.and_then(|d| u64::from_str_radix(&d, 16).ok()),
         data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?,
     })
+}
+
+/// The columns [`event_from_row`] reads.
+const EVENT_COLS: &str = "seq, at, actor_id, data, client_id, command_digest";
+
+fn digest_hex(d: Option<u64>) -> Option<String> {
+    d.map(|d| format!("{d:016x}"))
+}
+
+/// Whether retrying a failed statement can help: the database unreachable, restarting,
+/// overloaded, locked or out of space — or the data refused (constraint, encoding), which a
+/// retry meets again. The group commit isolates the latter, so one bad item fails only itself.
+fn classify(e: &StoreError) -> StoreErrorKind {
+    match e {
+        StoreError::Db(sqlx::Error::Database(d)) => {
+            let code = d.code().map(|c| c.into_owned()).unwrap_or_default();
+            if d.is_unique_violation()
+                && (d.constraint() == Some("events_client_id") || d.message().contains("client_id"))
+            {
+                return StoreErrorKind::Duplicate;
+            }
+            let transient = if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // SQLite reports extended codes; the primary code is the low byte: BUSY,
+                // LOCKED, IOERR, FULL, CANTOPEN, PROTOCOL.
+                code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 13 | 14 | 15))
+            } else {
+                // PostgreSQL SQLSTATE: connection (08), resources incl. disk full (53),
+                // operator intervention incl. shutdown (57), system I/O (58), serialization
+                // failures and deadlocks (40001, 40P01), lock not available (55P03).
+                ["08", "53", "57", "58"].iter().any(|p| code.starts_with(p))
+                    || matches!(code.as_str(), "40001" | "40P01" | "55P03")
+            };
+            if transient { StoreErrorKind::Transient } else { StoreErrorKind::Permanent }
+        }
+        StoreError::Db(
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed,
+        ) => StoreErrorKind::Transient,
+        _ => StoreErrorKind::Permanent,
+    }
+}
+
+fn port_error(e: StoreError) -> ports::StoreError {
+    ports::StoreError { kind: classify(&e), message: e.to_string() }
 }
 
 /// A chat message as the REST API shows it (deleted messages keep no text).
@@ -139,9 +192,10 @@ impl Db {
             .bind(row.case_id.to_string()).bind(clinic).bind(doctor).bind(row.lab_id.map(|l| l.to_string()))
             .bind(&row.label).bind(row.status.as_str()).bind(&row.due_date).bind(first.at).bind(first.seq as i64)
             .execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO events (case_id, seq, kind, actor_id, at, data, client_id) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            sqlx::query("INSERT INTO events (case_id, seq, kind, actor_id, at, data, client_id, command_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
                 .bind(first.case_id.to_string()).bind(first.seq as i64).bind(first.data.kind())
                 .bind(first.actor.to_string()).bind(first.at).bind(data).bind(&first.client_id)
+                .bind(digest_hex(first.digest))
                 .execute(&mut *tx).await?;
             tx.commit().await?;
         });
@@ -157,24 +211,71 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         with_db!(self, pool => {
-            sqlx::query(
-                "SELECT seq, at, actor_id, data, client_id FROM events WHERE case_id = $1 AND seq > $2 AND seq <= $3
-                 ORDER BY seq LIMIT $4",
-            )
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {EVENT_COLS} FROM events WHERE case_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
+            )))
             .bind(case.to_string()).bind(after as i64).bind(upto.min(i64::MAX as u64) as i64).bind(limit)
             .fetch_all(pool).await?
             .iter().map(|r| event_from_row(r, case)).collect()
         })
     }
 
-    /// Events of the given kinds, in order.
+    /// A page of events `(after, upto]` (at most `limit`) as members of the case may read
+    /// them: the text of a message deleted since is withheld (it stays in the log, for the
+    /// legal record and the audit export).
+    pub async fn events_page(
+        &self,
+        case: CaseId,
+        after: u64,
+        upto: u64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut page = self.events_between(case, after, upto, limit).await?;
+        let mentioned: Vec<String> =
+            page.iter()
+                .filter_map(|e| match &e.data {
+                    EventData::MessagePosted { message_id, .. }
+                    | EventData::MessageEdited { message_id, .. } => Some(message_id.to_string()),
+                    _ => None,
+                })
+                .collect();
+        if mentioned.is_empty() {
+            return Ok(page);
+        }
+        let deleted: std::collections::HashSet<String> = with_db!(self, pool => {
+            let mut qb = sqlx::QueryBuilder::new("SELECT id FROM messages WHERE deleted_at IS NOT NULL AND case_id = ");
+            qb.push_bind(case.to_string()).push(" AND id IN (");
+            let mut ids = qb.separated(", ");
+            for id in &mentioned {
+                ids.push_bind(id.as_str());
+            }
+            qb.push(")");
+            qb.build().fetch_all(pool).await?
+                .iter().map(|r| r.try_get::<String, _>("id")).collect::<Result<_, _>>()?
+        });
+        for e in &mut page {
+            redact_deleted(&mut e.data, &deleted);
+        }
+        Ok(page)
+    }
+
+    /// Events of the given kinds, in order (at most `limit`, from the first).
     pub async fn events_of_kinds(
         &self,
         case: CaseId,
         kinds: &[&str],
+        limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let all = self.events_between(case, 0, u64::MAX, 100_000).await?;
-        Ok(all.into_iter().filter(|e| kinds.contains(&e.data.kind())).collect())
+        with_db!(self, pool => {
+            let mut qb = sqlx::QueryBuilder::new(format!("SELECT {EVENT_COLS} FROM events WHERE case_id = "));
+            qb.push_bind(case.to_string()).push(" AND kind IN (");
+            let mut list = qb.separated(", ");
+            for k in kinds {
+                list.push_bind(*k);
+            }
+            qb.push(") ORDER BY seq LIMIT ").push_bind(limit);
+            qb.build().fetch_all(pool).await?.iter().map(|r| event_from_row(r, case)).collect()
+        })
     }
 
     /// Messages of a case before `before_seq` (newest page first, returned in order).
@@ -279,14 +380,21 @@ impl Db {
         })
     }
 
-    async fn load_case(&self, case: CaseId) -> Result<Option<LoadedCase>, StoreError> {
+    async fn load_case(&self, case: CaseId, version: u32) -> Result<Option<LoadedCase>, StoreError> {
         let exists = with_db!(self, pool => {
             sqlx::query("SELECT 1 AS one FROM cases WHERE id = $1").bind(case.to_string()).fetch_optional(pool).await?.is_some()
         });
         if !exists {
             return Ok(None);
         }
-        let events = self.events_between(case, 0, u64::MAX, i64::MAX).await?;
+        let snapshot = with_db!(self, pool => {
+            sqlx::query("SELECT seq, data FROM case_snapshots WHERE case_id = $1 AND version = $2")
+                .bind(case.to_string()).bind(i64::from(version)).fetch_optional(pool).await?
+                .map(|r| Ok::<_, StoreError>(LoadedSnapshot { seq: r.try_get::<i64, _>("seq")? as u64, data: r.try_get("data")? }))
+                .transpose()?
+        });
+        let after = snapshot.as_ref().map_or(0, |s| s.seq);
+        let events = self.events_between(case, after, u64::MAX, i64::MAX).await?;
         let reads = with_db!(self, pool => {
             sqlx::query("SELECT user_id, seq FROM read_marks WHERE case_id = $1")
                 .bind(case.to_string()).fetch_all(pool).await?
@@ -297,7 +405,50 @@ impl Db {
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?
         });
-        Ok(Some(LoadedCase { events, reads }))
+        Ok(Some(LoadedCase { snapshot, events, reads }))
+    }
+
+    /// A chat message's author and state, as committed.
+    pub async fn message_ref(
+        &self,
+        case: CaseId,
+        id: MessageId,
+    ) -> Result<Option<StoredMessage>, StoreError> {
+        with_db!(self, pool => {
+            let r = sqlx::query("SELECT author_id, seq, deleted_at FROM messages WHERE id = $1 AND case_id = $2")
+                .bind(id.to_string()).bind(case.to_string()).fetch_optional(pool).await?;
+            match r {
+                None => Ok(None),
+                Some(r) => {
+                    let author: String = r.try_get("author_id")?;
+                    Ok(Some(StoredMessage {
+                        author: parse(&author, "author id")?,
+                        deleted: r.try_get::<Option<i64>, _>("deleted_at")?.is_some(),
+                        seq: r.try_get::<i64, _>("seq")? as u64,
+                    }))
+                }
+            }
+        })
+    }
+
+    /// The event a command id created, with its command digest.
+    pub async fn find_command(
+        &self,
+        case: CaseId,
+        actor: UserId,
+        client_id: &str,
+    ) -> Result<Option<(u64, Option<u64>)>, StoreError> {
+        with_db!(self, pool => {
+            let r = sqlx::query("SELECT seq, command_digest FROM events WHERE case_id = $1 AND actor_id = $2 AND client_id = $3")
+                .bind(case.to_string()).bind(actor.to_string()).bind(client_id).fetch_optional(pool).await?;
+            match r {
+                None => Ok(None),
+                Some(r) => {
+                    let digest: Option<String> = r.try_get("command_digest")?;
+                    Ok(Some((r.try_get::<i64, _>("seq")? as u64, digest.and_then(|d| u64::from_str_radix(&d, 16).ok()))))
+                }
+            }
+        })
     }
 
     /// Commits a group of items in one transaction: the events, then their projections.
@@ -316,7 +467,7 @@ impl Db {
             let mut tx = pool.begin().await?;
             // The log first: one multi-row insert per chunk (bounded by the parameter limits).
             for chunk in events.chunks(500) {
-                let mut qb = sqlx::QueryBuilder::new("INSERT INTO events (case_id, seq, kind, actor_id, at, data, client_id) ");
+                let mut qb = sqlx::QueryBuilder::new("INSERT INTO events (case_id, seq, kind, actor_id, at, data, client_id, command_digest) ");
                 qb.push_values(chunk, |mut b, (e, data)| {
                     b.push_bind(e.case_id.to_string())
                         .push_bind(e.seq as i64)
@@ -324,7 +475,8 @@ impl Db {
                         .push_bind(e.actor.to_string())
                         .push_bind(e.at)
                         .push_bind(data.as_str())
-                        .push_bind(e.client_id.as_deref());
+                        .push_bind(e.client_id.as_deref())
+                        .push_bind(digest_hex(e.digest));
                 });
                 qb.build().execute(&mut *tx).await?;
             }
@@ -435,6 +587,16 @@ impl Db {
                 qb.build().execute(&mut *tx).await?;
             }
             for item in items {
+                if let PersistItem::Snapshot { case_id, seq, version, data } = item {
+                    sqlx::query(
+                        "INSERT INTO case_snapshots (case_id, seq, version, data, at) VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (case_id) DO UPDATE SET seq = excluded.seq, version = excluded.version,
+                           data = excluded.data, at = excluded.at",
+                    )
+                    .bind(case_id.to_string()).bind(*seq as i64).bind(i64::from(*version)).bind(data.as_str())
+                    .bind(articula_actors::clock::now_ms())
+                    .execute(&mut *tx).await?;
+                }
                 if let PersistItem::ReadMark { case_id, user_id, seq, at } = item {
                     sqlx::query(
                         "INSERT INTO read_marks (case_id, user_id, seq, at) VALUES ($1, $2, $3, $4)
@@ -468,14 +630,37 @@ impl SqlCaseStore {
 }
 
 impl CaseStore for SqlCaseStore {
-    fn load(&self, case_id: CaseId) -> BoxFuture<'static, Result<Option<LoadedCase>, ports::StoreError>> {
+    fn load(
+        &self,
+        case_id: CaseId,
+        snapshot_version: u32,
+    ) -> BoxFuture<'static, Result<Option<LoadedCase>, ports::StoreError>> {
         let db = self.db.clone();
-        async move { db.load_case(case_id).await.map_err(|e| ports::StoreError(e.to_string())) }.boxed()
+        async move { db.load_case(case_id, snapshot_version).await.map_err(port_error) }.boxed()
     }
 
     fn commit(&self, items: Vec<PersistItem>) -> BoxFuture<'static, Result<(), ports::StoreError>> {
         let db = self.writer.clone();
-        async move { db.commit_items(&items).await.map_err(|e| ports::StoreError(e.to_string())) }.boxed()
+        async move { db.commit_items(&items).await.map_err(port_error) }.boxed()
+    }
+
+    fn message(
+        &self,
+        case_id: CaseId,
+        message_id: MessageId,
+    ) -> BoxFuture<'static, Result<Option<StoredMessage>, ports::StoreError>> {
+        let db = self.db.clone();
+        async move { db.message_ref(case_id, message_id).await.map_err(port_error) }.boxed()
+    }
+
+    fn find_command(
+        &self,
+        case_id: CaseId,
+        actor: UserId,
+        client_id: String,
+    ) -> BoxFuture<'static, FoundCommand> {
+        let db = self.db.clone();
+        async move { db.find_command(case_id, actor, &client_id).await.map_err(port_error) }.boxed()
     }
 
     fn between_commits(&self) -> Option<BoxFuture<'static, ()>> {
@@ -485,5 +670,21 @@ impl CaseStore for SqlCaseStore {
         }
         let pool = pool.clone();
         Some(async move { super::truncate_wal(&pool).await }.boxed())
+    }
+}
+
+/// Withholds the text of a deleted message from an event that carries it.
+pub fn redact_deleted(data: &mut EventData, deleted: &std::collections::HashSet<String>) {
+    match data {
+        EventData::MessagePosted { message_id, text, attachments, .. }
+            if deleted.contains(&message_id.to_string()) =>
+        {
+            text.clear();
+            attachments.clear();
+        }
+        EventData::MessageEdited { message_id, text } if deleted.contains(&message_id.to_string()) => {
+            text.clear()
+        }
+        _ => {}
     }
 }

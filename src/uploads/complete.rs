@@ -214,13 +214,11 @@ async fn read_back(
 /// Adds a stored file to its case through the case's actor — exactly once, since the command id
 /// is the upload's — then lists it.
 async fn add_to_case(app: &AppState, upload: &UploadRow, row: FileRow) -> Result<(), ApiError> {
-    let access = app
-        .db
-        .case_access(upload.user_id, upload.case_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("case"))?;
+    // The uploader must still be allowed to upload to the case when the file is complete;
+    // the case actor decides from their memberships and the case as it is now.
+    let who = crate::http::cases::principal(app, upload.user_id).await?;
     let cmd = Command {
-        access,
+        who,
         client_id: Some(format!("upload:{}", upload.id)),
         body: CaseCommand::AddFile(NewFile {
             file_id: row.id,

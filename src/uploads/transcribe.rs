@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use articula_actors::clock::now_ms;
-use articula_actors::{CaseAccess, CaseCommand, Command};
+use articula_actors::{CaseCommand, Command, Principal};
 use futures_util::TryStreamExt;
 
 use crate::config::Settings;
@@ -77,9 +77,8 @@ pub fn spawn(app: Arc<AppState>, transcriber: Transcriber) {
                 let (status, next, error) = match res {
                     Ok(text) => {
                         // The transcript is a case event, in the uploader's name.
-                        let access = CaseAccess { user_id, ..Default::default() };
                         let cmd = Command {
-                            access,
+                            who: Principal::system(user_id),
                             client_id: Some(format!("transcript:{file_id}")),
                             body: CaseCommand::AddTranscript { file_id, text },
                         };

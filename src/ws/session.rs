@@ -1,32 +1,52 @@
-//! One WebSocket: decode → authorize → route to the case actor, and deliver what the case
-//! actors and hubs broadcast.
+//! One WebSocket: decode → order → route to the case actor, and deliver what the case actors
+//! and hubs broadcast.
+//!
+//! **A socket is ordered** (DESIGN §1, invariant 9). Frames are handled in the order they
+//! arrive: a frame that the ones after it may depend on (`auth`, `subscribe`) holds the
+//! pipeline until it is done, and commands go to their case actor in the order they were read
+//! (the registry queues them with `try_send`, never waiting, so nothing can overtake). Answers
+//! (`ack`, `error`, `pong`) are written in the order of the frames they answer, whatever order
+//! they complete in. Both queues are bounded: while more than [`MAX_INBOUND`] frames wait or
+//! [`MAX_REPLIES`] answers are outstanding, the transport stops reading the socket.
 //!
 //! Outbound frames arrive through bounded broadcast channels (one per subscribed case, board or
 //! inbox), read in batches; each frame is encoded once, as a WebSocket frame, for all sockets,
 //! and the session only queues its shared bytes in the socket's outbox. A socket that falls
 //! further behind than the channel's bound gets `resync` and is closed — its slowness never
-//! reaches the case actor or grows memory. Heartbeats detect dead peers; a revoked session or
-//! user closes the socket at once.
+//! reaches the case actor or grows memory.
+//!
+//! **Catch-up is paged.** A resume older than the case's in-memory ring reads the log in pages
+//! of [`PAGE`] events, the next page only once the socket took the previous one (the session
+//! runs only when its outbox is empty), then asks the case for the live stream again from where
+//! it got — so a socket resuming a case of a million events costs a page of memory.
+//!
+//! **Access follows the case.** Every event frame carries who may see the case after it; a
+//! socket whose user no longer may loses the case at that frame and never receives it (also
+//! while catching up from the log, where the same rule is applied event by event).
 
-use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
-use articula_actors::case::{Backlog, MarkRead, Subscription, Typing, Unsubscribe};
+use articula_actors::case::{Backlog, Subscription, Typing};
 use articula_actors::clock::{now_ms, today_utc};
-use articula_actors::{CaseAccess, CaseCommand, Command, Frame, FrameKind};
-use articula_protocol::{
-    Ack, Board, CaseId, ClientBody, ClientMessage, Codec, DecodeError, ErrorCode, ErrorFrame, OrgId, Pong,
-    Presence, Receipt, Resync, Role, ServerBody, ServerMessage, UserId, Welcome,
+use articula_actors::{
+    CaseAccess, CaseCommand, Command, CommandError, CommandReply, Frame, FrameKind, PresenceGuard, Principal,
+    Subscribe, Visibility,
 };
+use articula_protocol::{
+    Ack, Board, CaseId, ClientBody, ClientMessage, Codec, DecodeError, ErrorCode, ErrorFrame, Event, OrgId,
+    Pong, Presence, Receipt, Resync, Role, ServerBody, ServerMessage, UserId, Welcome,
+};
+use bytes::Bytes;
 use futures_util::StreamExt;
+use tokio::sync::{broadcast, oneshot};
 
 use super::batches::{Batch, Batches, End};
-use super::transport::SharedOutbox;
+use super::transport::{ReadGate, SharedOutbox};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -44,13 +64,15 @@ const CLOSE_REVOKED: u16 = 4001;
 /// How often a socket checks that its session is still alive (expiry, inactivity) and records
 /// its user's activity on the session.
 const SESSION_CHECK: Duration = Duration::from_secs(60);
-/// How long a looked-up access to a case the socket is not subscribed to is reused.
-const RECENT_ACCESS: Duration = Duration::from_secs(10);
-/// At most this many such cases are remembered per socket.
-const RECENT_ACCESS_CASES: usize = 4096;
+/// Frames read but not yet handled, beyond which the socket is not read.
+pub const MAX_INBOUND: usize = 256;
+/// Answers not yet written (commands in flight), beyond which the socket is not read.
+pub const MAX_REPLIES: usize = 1024;
+/// Events per page when catching up from the log.
+pub const PAGE: i64 = 128;
 
 /// Frames (and maybe the end) of a case's channel.
-struct CaseItem(CaseId, Batch);
+struct CaseItem(CaseId, u64, Batch);
 /// Frames (and maybe the end) of the board channel.
 struct BoardItem(Batch);
 /// Frames (and maybe the end) of an organisation's activity channel.
@@ -65,11 +87,26 @@ enum InboxFilter {
     Doctor(UserId),
 }
 
+/// Where a subscription's delivery is.
+enum Delivery {
+    /// Subscribed; its ack is not written yet, so nothing of it may be either.
+    Waiting { backlog: Backlog, live: broadcast::Receiver<Arc<Frame>> },
+    /// Reading the log (a page is being read).
+    CatchingUp,
+    /// Asking the case for the live stream again.
+    Attaching,
+    /// Receiving the live stream.
+    Live { stream: SpawnHandle },
+}
+
 struct CaseSub {
+    /// Tells this subscription's completions from those of an earlier one of the same case.
+    generation: u64,
     access: CaseAccess,
+    visibility: Visibility,
     last_seq: u64,
-    lab_id: Option<OrgId>,
-    stream: SpawnHandle,
+    delivery: Delivery,
+    _presence: Option<PresenceGuard>,
 }
 
 struct BoardSub {
@@ -78,51 +115,93 @@ struct BoardSub {
     stream: SpawnHandle,
 }
 
+/// A frame read from the socket, waiting for its turn.
+enum Inbound {
+    Message(ClientMessage),
+    Bad(DecodeError),
+    TooLarge,
+}
+
+/// What to do once an answer has been written.
+enum After {
+    None,
+    /// Start delivering a subscription (its ack is out).
+    Deliver(CaseId, u64),
+    /// Start a board stream.
+    Board(BoardScope, broadcast::Receiver<Arc<Frame>>, HashMap<CaseId, u64>),
+    /// Start inbox streams.
+    Inbox(Vec<(OrgId, InboxFilter)>),
+}
+
+/// An answer, in frame order.
+struct Slot {
+    token: u64,
+    ready: Option<(Vec<Bytes>, After)>,
+}
+
 /// The session actor of one socket.
 pub struct WsSession {
     app: Arc<AppState>,
     codec: Codec,
     /// Where frames to this socket go (written by the transport in order).
     out: SharedOutbox,
+    /// Whether the transport may read the socket.
+    gate: Rc<ReadGate>,
     caller: Option<Caller>,
+    /// The caller with their memberships, once loaded.
+    who: Option<Principal>,
     control: Option<Arc<SocketControl>>,
     last_seen: Instant,
     subs: HashMap<CaseId, CaseSub>,
-    /// Access to cases this socket sends commands to without being subscribed, for
-    /// [`RECENT_ACCESS`]: a client posting to many cases must not cost a database query per
-    /// command (under load those queries queue for the pool and starve everything else).
-    recent_access: Rc<RefCell<HashMap<CaseId, (CaseAccess, Instant)>>>,
-    pending_subs: HashSet<CaseId>,
+    next_sub: u64,
     board: Option<BoardSub>,
     inbox: Vec<SpawnHandle>,
-    authenticating: bool,
+    /// Frames read, not yet handled.
+    inbound: VecDeque<Inbound>,
+    /// An `auth` or `subscribe` is being done: the frames after it wait.
+    blocked: bool,
+    /// Answers, in frame order.
+    replies: VecDeque<Slot>,
+    next_token: u64,
     /// The user sent a command since the last session check (socket use is session use).
     active: bool,
 }
 
 fn channel<T: 'static>(
-    rx: tokio::sync::broadcast::Receiver<Arc<Frame>>,
+    rx: broadcast::Receiver<Arc<Frame>>,
     wrap: impl Fn(Batch) -> T + 'static,
 ) -> impl Stream<Item = T> {
     Batches::new(rx).map(wrap)
 }
 
+type Ctx = ws::WebsocketContext<WsSession>;
+
 impl WsSession {
     /// A session, pre-authenticated when the upgrade carried credentials.
-    pub fn new(app: Arc<AppState>, codec: Codec, caller: Option<Caller>, out: SharedOutbox) -> Self {
+    pub fn new(
+        app: Arc<AppState>,
+        codec: Codec,
+        caller: Option<Caller>,
+        out: SharedOutbox,
+        gate: Rc<ReadGate>,
+    ) -> Self {
         Self {
             app,
             codec,
             out,
+            gate,
             caller,
+            who: None,
             control: None,
             last_seen: Instant::now(),
             subs: HashMap::new(),
-            recent_access: Rc::default(),
-            pending_subs: HashSet::new(),
+            next_sub: 0,
             board: None,
             inbox: Vec::new(),
-            authenticating: false,
+            inbound: VecDeque::new(),
+            blocked: false,
+            replies: VecDeque::new(),
+            next_token: 0,
             active: false,
         }
     }
@@ -131,45 +210,135 @@ impl WsSession {
         self.caller.as_ref().map(|c| c.user_id)
     }
 
-    fn send(&self, _ctx: &mut ws::WebsocketContext<Self>, body: ServerBody) {
+    fn encode(&self, body: ServerBody) -> Option<Bytes> {
         match self.codec.encode_server_frame(&ServerMessage::from(body)) {
-            Ok(bytes) => self.out.borrow_mut().push(bytes),
-            Err(e) => tracing::error!(error = %e, "encoding a frame failed"),
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                tracing::error!(error = %e, "encoding a frame failed");
+                None
+            }
         }
     }
 
-    fn send_frame(&self, _ctx: &mut ws::WebsocketContext<Self>, frame: &Frame) {
+    /// Writes a frame that answers nothing (events, presence, resync…).
+    fn send(&self, body: ServerBody) {
+        if let Some(b) = self.encode(body) {
+            self.out.borrow_mut().push(b);
+        }
+    }
+
+    fn send_frame(&self, frame: &Frame) {
         self.out.borrow_mut().push(frame.wire(self.codec).clone());
     }
 
-    fn ack(&self, ctx: &mut ws::WebsocketContext<Self>, id: Option<String>, seq: Option<u64>) {
-        if let Some(id) = id {
-            self.send(ctx, ServerBody::Ack(Ack { id, seq }));
-        }
+    fn ack_body(id: String, seq: Option<u64>) -> ServerBody {
+        ServerBody::Ack(Ack { id, seq })
     }
 
-    fn error(
-        &self,
-        ctx: &mut ws::WebsocketContext<Self>,
+    fn error_body(
         id: Option<String>,
         code: ErrorCode,
         message: impl Into<String>,
         details: Option<serde_json::Value>,
+    ) -> ServerBody {
+        ServerBody::Error(ErrorFrame { id, code, message: message.into(), details })
+    }
+
+    // --- answers, in frame order ---
+
+    /// Reserves the next answer's place.
+    fn reserve(&mut self) -> u64 {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.replies.push_back(Slot { token, ready: None });
+        token
+    }
+
+    /// Fills a reserved answer and writes every answer that is now at the front.
+    fn fill(&mut self, token: u64, frames: Vec<Bytes>, after: After, ctx: &mut Ctx) {
+        if let Some(slot) = self.replies.iter_mut().find(|s| s.token == token) {
+            slot.ready = Some((frames, after));
+        }
+        self.flush_replies(ctx);
+    }
+
+    /// An answer ready now (it still waits for the answers before it).
+    fn answer(&mut self, body: ServerBody, ctx: &mut Ctx) {
+        let token = self.reserve();
+        let frames = self.encode(body).into_iter().collect();
+        self.fill(token, frames, After::None, ctx);
+    }
+
+    fn answer_ack(&mut self, id: Option<String>, seq: Option<u64>, ctx: &mut Ctx) {
+        if let Some(id) = id {
+            self.answer(Self::ack_body(id, seq), ctx);
+        }
+    }
+
+    fn answer_error(
+        &mut self,
+        id: Option<String>,
+        code: ErrorCode,
+        message: impl Into<String>,
+        ctx: &mut Ctx,
     ) {
-        self.send(ctx, ServerBody::Error(ErrorFrame { id, code, message: message.into(), details }));
+        self.answer(Self::error_body(id, code, message, None), ctx);
     }
 
-    fn api_error(&self, ctx: &mut ws::WebsocketContext<Self>, id: Option<String>, e: ApiError) {
-        self.error(ctx, id, e.code, e.message, e.details);
+    fn answer_api_error(&mut self, id: Option<String>, e: ApiError, ctx: &mut Ctx) {
+        self.answer(Self::error_body(id, e.code, e.message, e.details), ctx);
     }
 
-    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: CloseCode, why: &str) {
+    fn flush_replies(&mut self, ctx: &mut Ctx) {
+        while self.replies.front().is_some_and(|s| s.ready.is_some()) {
+            let Some((frames, after)) = self.replies.pop_front().and_then(|s| s.ready) else { break };
+            {
+                let mut out = self.out.borrow_mut();
+                for f in frames {
+                    out.push(f);
+                }
+            }
+            match after {
+                After::None => {}
+                After::Deliver(case_id, generation) => self.start_delivery(case_id, generation, ctx),
+                After::Board(scope, rx, seen) => {
+                    if let Some(b) = self.board.take() {
+                        ctx.cancel_future(b.stream);
+                    }
+                    let stream = ctx.add_stream(channel(rx, BoardItem));
+                    self.board = Some(BoardSub { scope, seen, stream });
+                }
+                After::Inbox(orgs) => {
+                    for h in self.inbox.drain(..) {
+                        ctx.cancel_future(h);
+                    }
+                    for (org, filter) in orgs {
+                        let rx = self.app.registry.hubs().subscribe_activity(org);
+                        self.inbox.push(ctx.add_stream(channel(rx, move |item| InboxItem(filter, item))));
+                    }
+                }
+            }
+        }
+        self.update_gate();
+    }
+
+    /// Stops or resumes reading the socket, by how much waits.
+    fn update_gate(&self) {
+        let full = self.inbound.len() >= MAX_INBOUND || self.replies.len() >= MAX_REPLIES;
+        self.gate.set_paused(full);
+    }
+
+    fn close(&mut self, ctx: &mut Ctx, code: CloseCode, why: &str) {
         ctx.close(Some(CloseReason { code, description: Some(why.to_owned()) }));
         ctx.stop();
     }
 
-    fn authenticated(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        let Some(caller) = &self.caller else { return };
+    // --- authentication ---
+
+    /// The socket is authenticated (at the upgrade, or by an `auth` frame): register it for
+    /// revocation, load the user's memberships, and let the frames after it through.
+    fn authenticated(&mut self, auth_reply: Option<(u64, String)>, ctx: &mut Ctx) {
+        let Some(caller) = self.caller.clone() else { return };
         let control = self.app.revocations.register(caller.user_id, caller.session_id);
         let watch = control.clone();
         ctx.spawn(
@@ -186,18 +355,73 @@ impl WsSession {
             ctx.run_interval(SESSION_CHECK, |act, ctx| act.check_session(ctx));
         });
         metrics::counter!("articula_ws_authenticated_total").increment(1);
-        self.send(
-            ctx,
-            ServerBody::Welcome(Welcome {
-                user_id: caller.user_id,
-                heartbeat_secs: self.app.settings.ws_heartbeat_secs,
-                max_frame_bytes: self.app.settings.ws_max_frame_bytes as u64,
-            }),
-        );
+        self.blocked = true;
+        let app = self.app.clone();
+        let user = caller.user_id;
+        ctx.spawn(async move { crate::http::cases::principal(&app, user).await }.into_actor(self).map(
+            move |res, act, ctx| {
+                let welcome = ServerBody::Welcome(Welcome {
+                    user_id: user,
+                    heartbeat_secs: act.app.settings.ws_heartbeat_secs,
+                    max_frame_bytes: act.app.settings.ws_max_frame_bytes as u64,
+                });
+                match res {
+                    Ok(who) => {
+                        act.who = Some(who);
+                        let mut frames = Vec::new();
+                        if let Some((_, id)) = &auth_reply {
+                            frames.extend(act.encode(Self::ack_body(id.clone(), None)));
+                        }
+                        frames.extend(act.encode(welcome));
+                        match auth_reply {
+                            Some((token, _)) => act.fill(token, frames, After::None, ctx),
+                            None => {
+                                let mut out = act.out.borrow_mut();
+                                frames.into_iter().for_each(|f| out.push(f));
+                            }
+                        }
+                        act.blocked = false;
+                        act.pump(ctx);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "loading a socket's memberships failed");
+                        if let Some((token, id)) = auth_reply {
+                            let frames = act.encode(Self::error_body(Some(id), e.code, e.message, None));
+                            act.fill(token, frames.into_iter().collect(), After::None, ctx);
+                        }
+                        act.close(ctx, CloseCode::Again, "try again");
+                    }
+                }
+            },
+        ));
+    }
+
+    fn authenticate(&mut self, id: Option<String>, token: String, ctx: &mut Ctx) {
+        let slot = self.reserve();
+        self.blocked = true;
+        let app = self.app.clone();
+        ctx.spawn(async move { app.auth.authenticate(&token, false).await }.into_actor(self).map(
+            move |res, act, ctx| match res {
+                Ok(caller) => {
+                    act.caller = Some(caller);
+                    let reply = id.map(|id| (slot, id));
+                    if reply.is_none() {
+                        act.fill(slot, Vec::new(), After::None, ctx);
+                    }
+                    act.authenticated(reply, ctx);
+                }
+                Err(e) => {
+                    let frames = act.encode(Self::error_body(id, e.code, e.message, e.details));
+                    act.fill(slot, frames.into_iter().collect(), After::None, ctx);
+                    act.blocked = false;
+                    act.pump(ctx);
+                }
+            },
+        ));
     }
 
     /// Closes the socket when its session ended (expiry, inactivity); records activity.
-    fn check_session(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    fn check_session(&mut self, ctx: &mut Ctx) {
         let Some(caller) = self.caller.clone() else { return };
         let active = std::mem::take(&mut self.active);
         let app = self.app.clone();
@@ -220,74 +444,103 @@ impl WsSession {
         self.control.as_ref().is_some_and(|c| c.is_revoked())
     }
 
-    fn on_frame(&mut self, bytes: &[u8], ctx: &mut ws::WebsocketContext<Self>) {
-        if bytes.len() > self.app.settings.ws_max_frame_bytes {
-            self.error(
-                ctx,
-                None,
-                ErrorCode::FrameTooLarge,
-                format!("frames may have at most {} bytes", self.app.settings.ws_max_frame_bytes),
-                None,
-            );
-            return;
-        }
-        match self.codec.decode_client(bytes) {
-            Ok(msg) => self.dispatch(msg, ctx),
-            Err(DecodeError { id, code, message }) => self.error(ctx, id, code, message, None),
-        }
+    // --- the inbound pipeline ---
+
+    fn on_frame(&mut self, bytes: &[u8], ctx: &mut Ctx) {
+        let item = if bytes.len() > self.app.settings.ws_max_frame_bytes {
+            Inbound::TooLarge
+        } else {
+            match self.codec.decode_client(bytes) {
+                Ok(msg) => Inbound::Message(msg),
+                Err(e) => Inbound::Bad(e),
+            }
+        };
+        self.inbound.push_back(item);
+        self.pump(ctx);
     }
 
-    fn dispatch(&mut self, msg: ClientMessage, ctx: &mut ws::WebsocketContext<Self>) {
+    /// Handles waiting frames in order until one must be waited for.
+    fn pump(&mut self, ctx: &mut Ctx) {
+        while !self.blocked {
+            let Some(item) = self.inbound.pop_front() else { break };
+            match item {
+                Inbound::Message(msg) => self.dispatch(msg, ctx),
+                Inbound::Bad(DecodeError { id, code, message }) => self.answer_error(id, code, message, ctx),
+                Inbound::TooLarge => {
+                    let max = self.app.settings.ws_max_frame_bytes;
+                    self.answer_error(
+                        None,
+                        ErrorCode::FrameTooLarge,
+                        format!("frames may have at most {max} bytes"),
+                        ctx,
+                    )
+                }
+            }
+        }
+        self.update_gate();
+    }
+
+    fn dispatch(&mut self, msg: ClientMessage, ctx: &mut Ctx) {
         let ClientMessage { id, body, .. } = msg;
         if let ClientBody::Ping(_) = body {
-            self.send(ctx, ServerBody::Pong(Pong { id }));
-            return;
+            return self.answer(ServerBody::Pong(Pong { id }), ctx);
         }
         let Some(user) = self.user() else {
             return match body {
                 ClientBody::Auth(a) => self.authenticate(id, a.token, ctx),
-                _ => self.error(
-                    ctx,
+                _ => self.answer_error(
                     id,
                     ErrorCode::Unauthorized,
                     "authenticate first (cookie, Authorization header or an `auth` frame)",
-                    None,
+                    ctx,
                 ),
             };
         };
         if self.revoked() {
             return self.close(ctx, CloseCode::Other(CLOSE_REVOKED), "session revoked");
         }
+        let Some(who) = self.who.clone() else {
+            // Not reachable: frames wait while the memberships load.
+            return self.answer_error(id, ErrorCode::Unavailable, "the socket is still starting", ctx);
+        };
         self.active = true;
         if self.app.ws_limiter.check_key(&user).is_err() {
             metrics::counter!("articula_ws_rate_limited_total").increment(1);
-            return self.error(ctx, id, ErrorCode::RateLimited, "too many commands; slow down", None);
+            return self.answer_error(id, ErrorCode::RateLimited, "too many commands; slow down", ctx);
         }
         let case_id = body.case_id();
         let cmd = match body {
             ClientBody::Auth(_) => {
-                return self.error(ctx, id, ErrorCode::Conflict, "the socket is already authenticated", None);
+                return self.answer_error(
+                    id,
+                    ErrorCode::Conflict,
+                    "the socket is already authenticated",
+                    ctx,
+                );
             }
             ClientBody::Ping(_) => return,
-            ClientBody::Subscribe(s) => return self.subscribe(id, s.case_id, s.since.unwrap_or(0), ctx),
+            ClientBody::Subscribe(s) => return self.subscribe(id, who, s.case_id, s.since.unwrap_or(0), ctx),
             ClientBody::Unsubscribe(c) => {
                 self.drop_sub(c.case_id, ctx);
-                return self.ack(ctx, id, None);
+                return self.answer_ack(id, None, ctx);
             }
             ClientBody::Typing(c) => {
                 if self.subs.contains_key(&c.case_id) {
                     self.app.registry.typing(c.case_id, Typing { user_id: user });
-                    return self.ack(ctx, id, None);
+                    return self.answer_ack(id, None, ctx);
                 }
-                return self.error(ctx, id, ErrorCode::NotSubscribed, "subscribe to the case first", None);
+                return self.answer_error(id, ErrorCode::NotSubscribed, "subscribe to the case first", ctx);
             }
-            ClientBody::MarkRead(m) => return self.mark_read(id, m.case_id, m.seq, ctx),
+            ClientBody::MarkRead(m) => {
+                let res = self.app.registry.mark_read(m.case_id, who, m.seq);
+                return self.await_reply(id, res, ctx);
+            }
             ClientBody::SubscribeBoard(b) => return self.subscribe_board(id, b.org_id, ctx),
             ClientBody::UnsubscribeBoard(_) => {
                 if let Some(b) = self.board.take() {
                     ctx.cancel_future(b.stream);
                 }
-                return self.ack(ctx, id, None);
+                return self.answer_ack(id, None, ctx);
             }
             ClientBody::SubscribeInbox(_) => return self.subscribe_inbox(id, ctx),
             ClientBody::PostMessage(m) => CaseCommand::PostMessage(m),
@@ -303,225 +556,319 @@ impl WsSession {
             ClientBody::UpdateCase(m) => CaseCommand::UpdateCase(m),
         };
         let (Some(id), Some(case_id)) = (id, case_id) else {
-            return self.error(
-                ctx,
+            return self.answer_error(
                 None,
                 ErrorCode::ValidationFailed,
                 "commands that change a case need an `id`",
-                None,
-            );
-        };
-        self.case_command(id, case_id, cmd, ctx);
-    }
-
-    fn authenticate(&mut self, id: Option<String>, token: String, ctx: &mut ws::WebsocketContext<Self>) {
-        if self.authenticating {
-            return self.error(ctx, id, ErrorCode::Conflict, "authentication already in progress", None);
-        }
-        self.authenticating = true;
-        let app = self.app.clone();
-        ctx.spawn(async move { app.auth.authenticate(&token, false).await }.into_actor(self).map(
-            move |res, act, ctx| {
-                act.authenticating = false;
-                match res {
-                    Ok(caller) => {
-                        act.caller = Some(caller);
-                        act.ack(ctx, id, None);
-                        act.authenticated(ctx);
-                    }
-                    Err(e) => act.api_error(ctx, id, e),
-                }
-            },
-        ));
-    }
-
-    /// The caller's access to a case: from the live subscription, else from the database.
-    /// (A subscription keeps the access it was granted for its whole life; a recent lookup is
-    /// kept for [`RECENT_ACCESS`] only. A revoked session or user closes the socket, and
-    /// everything cached with it.)
-    fn access_future(&self, case_id: CaseId) -> impl Future<Output = Result<CaseAccess, ApiError>> + 'static {
-        let cached = self.subs.get(&case_id).map(|s| s.access).or_else(|| {
-            let recent = self.recent_access.borrow();
-            recent.get(&case_id).filter(|(_, at)| at.elapsed() < RECENT_ACCESS).map(|(a, _)| *a)
-        });
-        let app = self.app.clone();
-        let user = self.user();
-        let recent = self.recent_access.clone();
-        async move {
-            if let Some(a) = cached {
-                return Ok(a);
-            }
-            let user =
-                user.ok_or_else(|| ApiError::unauthorized(ErrorCode::Unauthorized, "authenticate first"))?;
-            let access = crate::http::cases::require_access(&app, user, case_id).await?;
-            let mut recent = recent.borrow_mut();
-            if recent.len() >= RECENT_ACCESS_CASES {
-                recent.retain(|_, (_, at)| at.elapsed() < RECENT_ACCESS);
-            }
-            if recent.len() < RECENT_ACCESS_CASES {
-                recent.insert(case_id, (access, Instant::now()));
-            }
-            Ok(access)
-        }
-    }
-
-    fn case_command(
-        &mut self,
-        id: String,
-        case_id: CaseId,
-        body: CaseCommand,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        let app = self.app.clone();
-        let access = self.access_future(case_id);
-        let client_id = Some(id.clone());
-        let fut = async move {
-            let access = access.await?;
-            app.registry.command(case_id, Command { access, client_id, body }).await.map_err(ApiError::from)
-        };
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(reply) => act.ack(ctx, Some(id), reply.seq),
-            Err(e) => act.api_error(ctx, Some(id), e),
-        }));
-    }
-
-    fn mark_read(
-        &mut self,
-        id: Option<String>,
-        case_id: CaseId,
-        seq: u64,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        let app = self.app.clone();
-        let access = self.access_future(case_id);
-        let fut = async move {
-            let access = access.await?;
-            app.registry.mark_read(case_id, MarkRead { access, seq }).await.map_err(ApiError::from)
-        };
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
-            Ok(_) => act.ack(ctx, id, None),
-            Err(e) => act.api_error(ctx, id, e),
-        }));
-    }
-
-    fn subscribe(
-        &mut self,
-        id: Option<String>,
-        case_id: CaseId,
-        since: u64,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        if !self.pending_subs.insert(case_id) {
-            return self.error(
                 ctx,
-                id,
-                ErrorCode::Conflict,
-                "a subscription to this case is already being set up",
-                None,
             );
-        }
+        };
+        // Queued on the case now, in the order the socket read it.
+        let res = self.app.registry.submit(case_id, Command { who, client_id: Some(id.clone()), body: cmd });
+        self.await_reply(Some(id), res, ctx);
+    }
+
+    /// Reserves the answer of a queued command and fills it when the case answers.
+    fn await_reply(
+        &mut self,
+        id: Option<String>,
+        queued: Result<oneshot::Receiver<Result<CommandReply, CommandError>>, CommandError>,
+        ctx: &mut Ctx,
+    ) {
+        let rx = match queued {
+            Ok(rx) => rx,
+            Err(e) => return self.answer_api_error(id, ApiError::from(e), ctx),
+        };
+        let Some(id) = id else {
+            // No answer wanted; the command still runs.
+            return;
+        };
+        let token = self.reserve();
+        ctx.spawn(
+            async move { rx.await.unwrap_or_else(|_| Err(CommandError::unavailable())) }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    let body = match res {
+                        Ok(reply) => Self::ack_body(id, reply.seq),
+                        Err(e) => {
+                            let e = ApiError::from(e);
+                            Self::error_body(Some(id), e.code, e.message, e.details)
+                        }
+                    };
+                    let frames = act.encode(body).into_iter().collect();
+                    act.fill(token, frames, After::None, ctx);
+                }),
+        );
+    }
+
+    // --- subscriptions ---
+
+    fn subscribe(&mut self, id: Option<String>, who: Principal, case_id: CaseId, since: u64, ctx: &mut Ctx) {
         // Subscribing again (e.g. to resume from an older seq) replaces the subscription.
         self.drop_sub(case_id, ctx);
-        let app = self.app.clone();
-        let user = self.user();
-        let fut = async move {
-            let user =
-                user.ok_or_else(|| ApiError::unauthorized(ErrorCode::Unauthorized, "authenticate first"))?;
-            let access = crate::http::cases::require_access(&app, user, case_id).await?;
-            let sub = app
-                .registry
-                .subscribe(case_id, articula_actors::Subscribe { access, since })
-                .await
-                .map_err(ApiError::from)?;
-            let backlog = match &sub.backlog {
-                Backlog::Frames(frames) => frames.clone(),
-                Backlog::Store { after, upto } => app
-                    .db
-                    .events_between(case_id, *after, *upto, i64::MAX)
-                    .await?
-                    .iter()
-                    .map(Frame::event)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(ApiError::internal)?,
-            };
-            Ok::<_, ApiError>((access, sub, backlog))
+        let rx = match self.app.registry.subscribe(case_id, Subscribe { who, since, presence: true }) {
+            Ok(rx) => rx,
+            Err(e) => return self.answer_api_error(id, ApiError::from(e), ctx),
         };
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            act.pending_subs.remove(&case_id);
-            match res {
-                Ok((access, sub, backlog)) => act.subscribed(id, case_id, since, access, sub, backlog, ctx),
-                Err(e) => act.api_error(ctx, id, e),
-            }
-        }));
+        let token = self.reserve();
+        // The frames after a subscribe wait for it: a command right after it must find the
+        // subscription (and its events come after the subscription's backlog).
+        self.blocked = true;
+        ctx.spawn(
+            async move { rx.await.unwrap_or_else(|_| Err(CommandError::unavailable())) }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    act.blocked = false;
+                    match res {
+                        Ok(sub) => act.subscribed(id, token, case_id, since, sub, ctx),
+                        Err(e) => {
+                            let e = ApiError::from(e);
+                            let frames = act.encode(Self::error_body(id, e.code, e.message, e.details));
+                            act.fill(token, frames.into_iter().collect(), After::None, ctx);
+                        }
+                    }
+                    act.pump(ctx);
+                }),
+        );
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn subscribed(
         &mut self,
         id: Option<String>,
+        token: u64,
         case_id: CaseId,
         since: u64,
-        access: CaseAccess,
         sub: Subscription,
-        backlog: Vec<Arc<Frame>>,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Ctx,
     ) {
-        self.ack(ctx, id, Some(sub.head));
-        let mut last_seq = since;
-        for frame in &backlog {
-            if frame.seq != last_seq + 1 {
-                break;
-            }
-            self.send_frame(ctx, frame);
-            last_seq = frame.seq;
+        let Subscription { head, backlog, live, reads, visibility, access, present, presence } = sub;
+        let generation = self.next_sub;
+        self.next_sub += 1;
+        self.subs.insert(
+            case_id,
+            CaseSub {
+                generation,
+                access,
+                visibility,
+                last_seq: since,
+                delivery: Delivery::Waiting { backlog, live },
+                _presence: presence,
+            },
+        );
+        let mut frames = Vec::new();
+        if let Some(id) = id {
+            frames.extend(self.encode(Self::ack_body(id, Some(head))));
         }
-        if last_seq != sub.head {
-            // The log is gapless, so this would be a bug: never deliver a gap, make the client resync.
-            tracing::error!(case = %case_id, last_seq, head = sub.head, "backlog incomplete");
-            self.app.registry.unsubscribe(case_id, Unsubscribe { user_id: access.user_id });
-            return self.resync(ctx, Some(case_id), "gap", Some(last_seq));
+        frames.extend(self.encode(ServerBody::Presence(Presence { case_id, users: present })));
+        for (user_id, seq) in reads {
+            frames.extend(self.encode(ServerBody::Receipt(Receipt { case_id, user_id, seq })));
         }
-        let mut present = sub.present.clone();
-        present.sort();
-        self.send(ctx, ServerBody::Presence(Presence { case_id, users: present }));
-        for (user_id, seq) in &sub.reads {
-            self.send(ctx, ServerBody::Receipt(Receipt { case_id, user_id: *user_id, seq: *seq }));
-        }
-        let stream = ctx.add_stream(channel(sub.live, move |item| CaseItem(case_id, item)));
-        self.subs.insert(case_id, CaseSub { access, last_seq, lab_id: sub.lab_id, stream });
+        self.fill(token, frames, After::Deliver(case_id, generation), ctx);
     }
 
-    fn drop_sub(&mut self, case_id: CaseId, ctx: &mut ws::WebsocketContext<Self>) {
-        if let Some(sub) = self.subs.remove(&case_id) {
-            ctx.cancel_future(sub.stream);
-            if let Some(user) = self.user() {
-                self.app.registry.unsubscribe(case_id, Unsubscribe { user_id: user });
-            }
-        }
+    /// The subscription's ack is out: deliver its backlog, then its live stream.
+    fn start_delivery(&mut self, case_id: CaseId, generation: u64, ctx: &mut Ctx) {
+        let Some(sub) = self.subs.get_mut(&case_id).filter(|s| s.generation == generation) else { return };
+        let Delivery::Waiting { backlog, live } = std::mem::replace(&mut sub.delivery, Delivery::Attaching)
+        else {
+            return;
+        };
+        self.deliver_backlog(case_id, backlog, live, ctx);
     }
 
-    fn resync(
+    fn deliver_backlog(
         &mut self,
-        ctx: &mut ws::WebsocketContext<Self>,
-        case_id: Option<CaseId>,
-        reason: &str,
-        last_seq: Option<u64>,
+        case_id: CaseId,
+        backlog: Backlog,
+        live: broadcast::Receiver<Arc<Frame>>,
+        ctx: &mut Ctx,
     ) {
-        metrics::counter!("articula_ws_resyncs_total", "reason" => reason.to_owned()).increment(1);
-        self.send(ctx, ServerBody::Resync(Resync { case_id, reason: reason.to_owned(), last_seq }));
+        match backlog {
+            Backlog::Frames(frames) => {
+                for frame in &frames {
+                    match self.deliver_event(case_id, frame) {
+                        Step::Delivered | Step::Skipped => {}
+                        Step::Gap => {
+                            // The ring is contiguous, so this would be a bug: read the log.
+                            tracing::error!(case = %case_id, "resume ring not contiguous");
+                            let upto = frames.last().map_or(frame.seq, |f| f.seq);
+                            return self.catch_up(case_id, upto, ctx);
+                        }
+                        Step::Lost => return,
+                    }
+                }
+                let Some(sub) = self.subs.get(&case_id) else { return };
+                let generation = sub.generation;
+                let stream = ctx.add_stream(channel(live, move |item| CaseItem(case_id, generation, item)));
+                if let Some(sub) = self.subs.get_mut(&case_id) {
+                    sub.delivery = Delivery::Live { stream };
+                }
+            }
+            Backlog::Store { upto, .. } => {
+                // The live stream is asked for again once the log is read up to `upto`.
+                drop(live);
+                self.catch_up(case_id, upto, ctx);
+            }
+        }
     }
 
-    fn subscribe_board(
-        &mut self,
-        id: Option<String>,
-        org: Option<OrgId>,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
+    /// Delivers one live or ring event to the socket, checking order and access.
+    fn deliver_event(&mut self, case_id: CaseId, frame: &Frame) -> Step {
+        let Some(sub) = self.subs.get_mut(&case_id) else { return Step::Lost };
+        if frame.seq <= sub.last_seq {
+            return Step::Skipped;
+        }
+        if frame.seq != sub.last_seq + 1 {
+            return Step::Gap;
+        }
+        if let Some(vis) = frame.visibility
+            && vis != sub.visibility
+        {
+            sub.visibility = vis;
+            if let Some(who) = &self.who {
+                sub.access = CaseAccess::of(who, &vis);
+            }
+            if !sub.access.any() {
+                let last = sub.last_seq;
+                self.lose(case_id, last);
+                return Step::Lost;
+            }
+        }
+        sub.last_seq = frame.seq;
+        self.out.borrow_mut().push(frame.wire(self.codec).clone());
+        Step::Delivered
+    }
+
+    /// The user may no longer see the case: it leaves the socket, which is told why.
+    fn lose(&mut self, case_id: CaseId, last: u64) {
+        self.subs.remove(&case_id);
+        self.resync(Some(case_id), "access_changed", Some(last));
+    }
+
+    /// Reads the log from the subscription's last seq up to `upto`, a page at a time.
+    fn catch_up(&mut self, case_id: CaseId, upto: u64, ctx: &mut Ctx) {
+        let Some(sub) = self.subs.get_mut(&case_id) else { return };
+        if let Delivery::Live { stream } = std::mem::replace(&mut sub.delivery, Delivery::CatchingUp) {
+            ctx.cancel_future(stream);
+        }
+        let (after, generation) = (sub.last_seq, sub.generation);
+        if after >= upto {
+            return self.reattach(case_id, ctx);
+        }
         let app = self.app.clone();
-        let user = self.user();
+        let fut = async move { app.db.events_page(case_id, after, upto, PAGE).await };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            if act.subs.get(&case_id).is_none_or(|s| s.generation != generation) {
+                return;
+            }
+            let page = match res {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(case = %case_id, error = %e, "reading a catch-up page failed");
+                    let last = act.subs.remove(&case_id).map(|s| s.last_seq);
+                    return act.resync(Some(case_id), "restarted", last);
+                }
+            };
+            if page.is_empty() || page.first().is_some_and(|e| e.seq != after + 1) {
+                // The log is gapless, so this would be a bug: never deliver a gap.
+                tracing::error!(case = %case_id, after, upto, "the log has a gap");
+                act.resync(Some(case_id), "gap", Some(after));
+                return act.close(ctx, CloseCode::Other(CLOSE_RESYNC), "resubscribe with since");
+            }
+            let Some(who) = act.who.clone() else { return };
+            let codec = act.codec;
+            let mut lost = None;
+            if let Some(sub) = act.subs.get_mut(&case_id) {
+                let mut out = act.out.borrow_mut();
+                for ev in page {
+                    if ev.seq != sub.last_seq + 1 {
+                        break;
+                    }
+                    // Who may see it after this event: the case actor's rule, replayed.
+                    sub.visibility = sub.visibility.after(&ev.data);
+                    sub.access = CaseAccess::of(&who, &sub.visibility);
+                    if !sub.access.any() {
+                        lost = Some(sub.last_seq);
+                        break;
+                    }
+                    let body = ServerBody::Event(Event {
+                        case_id,
+                        seq: ev.seq,
+                        at: ev.at,
+                        actor: ev.actor,
+                        data: ev.data,
+                    });
+                    match codec.encode_server_frame(&ServerMessage::from(body)) {
+                        Ok(b) => out.push(b),
+                        Err(e) => {
+                            tracing::error!(error = %e, "encoding an event failed");
+                            break;
+                        }
+                    }
+                    sub.last_seq = ev.seq;
+                }
+            }
+            metrics::counter!("articula_ws_catchup_pages_total").increment(1);
+            if let Some(last) = lost {
+                return act.lose(case_id, last);
+            }
+            // The next page is read when the session runs again: once the socket took this one.
+            act.catch_up(case_id, upto, ctx);
+        }));
+    }
+
+    /// Asks the case for its live stream again, from the subscription's last seq.
+    fn reattach(&mut self, case_id: CaseId, ctx: &mut Ctx) {
+        let (Some(sub), Some(who)) = (self.subs.get_mut(&case_id), self.who.clone()) else { return };
+        sub.delivery = Delivery::Attaching;
+        let (since, generation) = (sub.last_seq, sub.generation);
+        let rx = match self.app.registry.subscribe(case_id, Subscribe { who, since, presence: false }) {
+            Ok(rx) => rx,
+            Err(_) => {
+                self.subs.remove(&case_id);
+                return self.resync(Some(case_id), "restarted", Some(since));
+            }
+        };
+        let fut = async move { rx.await.unwrap_or_else(|_| Err(CommandError::unavailable())) };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            if act.subs.get(&case_id).is_none_or(|s| s.generation != generation) {
+                return;
+            }
+            match res {
+                Ok(sub) => {
+                    if let Some(s) = act.subs.get_mut(&case_id) {
+                        s.visibility = sub.visibility;
+                        s.access = sub.access;
+                    }
+                    act.deliver_backlog(case_id, sub.backlog, sub.live, ctx);
+                }
+                Err(e) if e.code == ErrorCode::NotFound => act.lose(case_id, since),
+                Err(_) => {
+                    act.subs.remove(&case_id);
+                    act.resync(Some(case_id), "restarted", Some(since));
+                }
+            }
+        }));
+    }
+
+    fn drop_sub(&mut self, case_id: CaseId, ctx: &mut Ctx) {
+        if let Some(sub) = self.subs.remove(&case_id)
+            && let Delivery::Live { stream } = sub.delivery
+        {
+            ctx.cancel_future(stream);
+        }
+    }
+
+    fn resync(&self, case_id: Option<CaseId>, reason: &str, last_seq: Option<u64>) {
+        metrics::counter!("articula_ws_resyncs_total", "reason" => reason.to_owned()).increment(1);
+        self.send(ServerBody::Resync(Resync { case_id, reason: reason.to_owned(), last_seq }));
+    }
+
+    fn subscribe_board(&mut self, id: Option<String>, org: Option<OrgId>, ctx: &mut Ctx) {
+        let app = self.app.clone();
+        let Some(user) = self.user() else { return };
+        let token = self.reserve();
         let fut = async move {
-            let user =
-                user.ok_or_else(|| ApiError::unauthorized(ErrorCode::Unauthorized, "authenticate first"))?;
             let scope = board_scope(&app, user, org).await?;
             // Subscribe before reading the snapshot: nothing committed in between is missed;
             // changes older than the snapshot are recognised by their seq and skipped.
@@ -531,39 +878,40 @@ impl WsSession {
         };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
             Ok((scope, rx, cases)) => {
-                if let Some(b) = act.board.take() {
-                    ctx.cancel_future(b.stream);
-                }
-                act.ack(ctx, id, None);
                 let seen = cases.iter().map(|c| (c.case_id, c.seq)).collect();
-                act.send(
-                    ctx,
-                    ServerBody::Board(Board {
-                        org_id: scope.org(),
-                        snapshot: true,
-                        cases,
-                        removed: Vec::new(),
-                    }),
-                );
-                let stream = ctx.add_stream(channel(rx, BoardItem));
-                act.board = Some(BoardSub { scope, seen, stream });
+                let mut frames = Vec::new();
+                if let Some(id) = id {
+                    frames.extend(act.encode(Self::ack_body(id, None)));
+                }
+                frames.extend(act.encode(ServerBody::Board(Board {
+                    org_id: scope.org(),
+                    snapshot: true,
+                    cases,
+                    removed: Vec::new(),
+                })));
+                act.fill(token, frames, After::Board(scope, rx, seen), ctx);
             }
-            Err(e) => act.api_error(ctx, id, e),
+            Err(e) => {
+                let frames = act.encode(Self::error_body(id, e.code, e.message, e.details));
+                act.fill(token, frames.into_iter().collect(), After::None, ctx);
+            }
         }));
     }
 
-    fn subscribe_inbox(&mut self, id: Option<String>, ctx: &mut ws::WebsocketContext<Self>) {
+    fn subscribe_inbox(&mut self, id: Option<String>, ctx: &mut Ctx) {
         let app = self.app.clone();
         let Some(user) = self.user() else { return };
+        let token = self.reserve();
         let fut = async move { app.db.memberships(user).await };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             let memberships = match res {
                 Ok(m) => m,
-                Err(e) => return act.api_error(ctx, id, ApiError::from(e)),
+                Err(e) => {
+                    let e = ApiError::from(e);
+                    let frames = act.encode(Self::error_body(id, e.code, e.message, e.details));
+                    return act.fill(token, frames.into_iter().collect(), After::None, ctx);
+                }
             };
-            for h in act.inbox.drain(..) {
-                ctx.cancel_future(h);
-            }
             let mut orgs: HashMap<OrgId, InboxFilter> = HashMap::new();
             for m in memberships {
                 let filter = match m.role {
@@ -576,13 +924,21 @@ impl WsSession {
                     *e = InboxFilter::All;
                 }
             }
-            for (org, filter) in orgs {
-                let rx = act.app.registry.hubs().subscribe_activity(org);
-                act.inbox.push(ctx.add_stream(channel(rx, move |item| InboxItem(filter, item))));
-            }
-            act.ack(ctx, id, None);
+            let frames = id.and_then(|id| act.encode(Self::ack_body(id, None))).into_iter().collect();
+            act.fill(token, frames, After::Inbox(orgs.into_iter().collect()), ctx);
         }));
     }
+}
+
+/// What delivering one event did.
+enum Step {
+    Delivered,
+    /// Already delivered.
+    Skipped,
+    /// Not the next seq.
+    Gap,
+    /// The user lost the case at this event.
+    Lost,
 }
 
 impl Actor for WsSession {
@@ -599,7 +955,7 @@ impl Actor for WsSession {
             }
         });
         if self.caller.is_some() {
-            self.authenticated(ctx);
+            self.authenticated(None, ctx);
         } else {
             ctx.run_later(AUTH_TIMEOUT, |act, ctx| {
                 if act.caller.is_none() {
@@ -614,11 +970,9 @@ impl Actor for WsSession {
         if let Some(c) = &self.control {
             self.app.revocations.unregister(c);
         }
-        if let Some(user) = self.user() {
-            for case_id in self.subs.keys() {
-                self.app.registry.unsubscribe(*case_id, Unsubscribe { user_id: user });
-            }
-        }
+        // Their presence guards leave the cases.
+        self.subs.clear();
+        self.gate.set_paused(false);
     }
 }
 
@@ -630,19 +984,27 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
             Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Text(t)) if self.codec == Codec::Json => self.on_frame(t.as_bytes(), ctx),
             Ok(ws::Message::Binary(b)) if self.codec == Codec::MsgPack => self.on_frame(&b, ctx),
-            Ok(ws::Message::Text(_)) | Ok(ws::Message::Binary(_)) => self.error(
-                ctx,
-                None,
-                ErrorCode::MalformedFrame,
-                format!(
+            Ok(ws::Message::Text(_)) | Ok(ws::Message::Binary(_)) => {
+                let message = format!(
                     "{} uses {} frames",
                     self.codec.subprotocol(),
                     if self.codec.is_binary() { "binary" } else { "text" }
-                ),
-                None,
-            ),
+                );
+                self.inbound.push_back(Inbound::Bad(DecodeError {
+                    id: None,
+                    code: ErrorCode::MalformedFrame,
+                    message,
+                }));
+                self.pump(ctx);
+            }
             Ok(ws::Message::Continuation(_)) => {
-                self.error(ctx, None, ErrorCode::MalformedFrame, "fragmented frames are not supported", None)
+                let message = "fragmented frames are not supported".to_owned();
+                self.inbound.push_back(Inbound::Bad(DecodeError {
+                    id: None,
+                    code: ErrorCode::MalformedFrame,
+                    message,
+                }));
+                self.pump(ctx);
             }
             Ok(ws::Message::Close(reason)) => {
                 ctx.close(reason);
@@ -661,79 +1023,48 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
     }
 }
 
-/// Why a case's batch stopped being delivered.
-enum Stop {
-    /// A seq is missing (a bug: never deliver a gap).
-    Gap { last: u64, seq: u64 },
-    /// The case left this user's lab.
-    LabLost { last: u64 },
-}
-
 impl StreamHandler<CaseItem> for WsSession {
-    fn handle(&mut self, CaseItem(case_id, batch): CaseItem, ctx: &mut Self::Context) {
+    fn handle(&mut self, CaseItem(case_id, generation, batch): CaseItem, ctx: &mut Self::Context) {
         if self.revoked() {
             return self.close(ctx, CloseCode::Other(CLOSE_REVOKED), "session revoked");
         }
+        if self.subs.get(&case_id).is_none_or(|s| s.generation != generation) {
+            return;
+        }
         let me = self.user();
-        let codec = self.codec;
-        let Some(sub) = self.subs.get_mut(&case_id) else { return };
-        let mut out = self.out.borrow_mut();
-        let mut stop = None;
         for frame in &batch.frames {
             match frame.kind {
-                FrameKind::Event => {
-                    if frame.seq <= sub.last_seq {
-                        continue;
+                FrameKind::Event => match self.deliver_event(case_id, frame) {
+                    Step::Delivered | Step::Skipped => {}
+                    // Missed events (a restarted case's last commit): read them from the log,
+                    // then attach again.
+                    Step::Gap => return self.catch_up(case_id, frame.seq - 1, ctx),
+                    Step::Lost => return,
+                },
+                FrameKind::Head => {
+                    if self.subs.get(&case_id).is_some_and(|s| frame.seq > s.last_seq) {
+                        return self.catch_up(case_id, frame.seq, ctx);
                     }
-                    if frame.seq != sub.last_seq + 1 {
-                        stop = Some(Stop::Gap { last: sub.last_seq, seq: frame.seq });
-                        break;
-                    }
-                    if let Some(new_lab) = frame.lab_change
-                        && new_lab != sub.lab_id
-                    {
-                        if !sub.access.clinic_side() {
-                            // The case left this user's lab: no further frame of it reaches them.
-                            stop = Some(Stop::LabLost { last: sub.last_seq });
-                            break;
-                        }
-                        sub.lab_id = new_lab;
-                    }
-                    sub.last_seq = frame.seq;
-                    out.push(frame.wire(codec).clone());
                 }
                 FrameKind::Ephemeral => {
                     if frame.actor.is_none() || frame.actor != me {
-                        out.push(frame.wire(codec).clone());
+                        self.send_frame(frame);
                     }
                 }
                 FrameKind::Board | FrameKind::Inbox => {}
             }
         }
-        let last = sub.last_seq;
-        drop(out);
-        match stop {
-            Some(Stop::Gap { last, seq }) => {
-                tracing::error!(case = %case_id, seq, last, "gap in a case channel");
-                self.resync(ctx, Some(case_id), "gap", Some(last));
-                return self.close(ctx, CloseCode::Other(CLOSE_RESYNC), "resubscribe with since");
-            }
-            Some(Stop::LabLost { last }) => {
-                self.drop_sub(case_id, ctx);
-                return self.resync(ctx, Some(case_id), "access_changed", Some(last));
-            }
-            None => {}
-        }
+        let last = self.subs.get(&case_id).map(|s| s.last_seq);
         match batch.end {
             None => {}
             Some(End::Lagged) => {
-                self.resync(ctx, Some(case_id), "lagged", Some(last));
+                self.resync(Some(case_id), "lagged", last);
                 self.close(ctx, CloseCode::Other(CLOSE_RESYNC), "fell behind; resubscribe with since");
             }
             Some(End::Closed) => {
                 // The case's channel closed (its actor stopped for good): the client resubscribes.
                 self.subs.remove(&case_id);
-                self.resync(ctx, Some(case_id), "restarted", Some(last));
+                self.resync(Some(case_id), "restarted", last);
             }
         }
     }
@@ -764,17 +1095,17 @@ impl StreamHandler<BoardItem> for WsSession {
             out.push(frame);
         }
         for frame in &out {
-            self.send_frame(ctx, frame);
+            self.send_frame(frame);
         }
         match batch.end {
             None => {}
             Some(End::Lagged) => {
-                self.resync(ctx, None, "board_lagged", None);
+                self.resync(None, "board_lagged", None);
                 self.close(ctx, CloseCode::Other(CLOSE_RESYNC), "fell behind; subscribe to the board again");
             }
             Some(End::Closed) => {
                 self.board = None;
-                self.resync(ctx, None, "board_restarted", None);
+                self.resync(None, "board_restarted", None);
             }
         }
     }
@@ -797,10 +1128,10 @@ impl StreamHandler<InboxItem> for WsSession {
             {
                 continue;
             }
-            self.send_frame(ctx, frame);
+            self.send_frame(frame);
         }
         if batch.end == Some(End::Lagged) {
-            self.resync(ctx, None, "inbox_lagged", None);
+            self.resync(None, "inbox_lagged", None);
             self.close(ctx, CloseCode::Other(CLOSE_RESYNC), "fell behind; subscribe to the inbox again");
         }
     }

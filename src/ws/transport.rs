@@ -43,6 +43,9 @@ use crate::state::AppState;
 pub const WS_PATH: &str = "/api/v1/ws";
 /// Bytes read from the socket at once (on the stack).
 const READ_CHUNK: usize = 8 * 1024;
+/// Most bytes read in one wake-up before the decoder runs: the WebSocket decoder reads its
+/// input until it would block, so without this a fast sender would grow its buffer unbounded.
+const READ_BUDGET: usize = 64 * 1024;
 /// Most frames handed to one vectored write.
 const MAX_SLICES: usize = 64;
 /// Rounds of "run the session, write what it produced" in one poll before yielding to the
@@ -58,6 +61,36 @@ pub struct Outbox {
 
 /// The outbox of a socket, shared by its session and its transport.
 pub type SharedOutbox = Rc<RefCell<Outbox>>;
+
+/// Whether the transport may read the socket: the session closes it while too many frames
+/// wait to be handled or answered (a client pipelining faster than its commands complete is
+/// slowed down by TCP, not by server memory).
+#[derive(Default)]
+pub struct ReadGate {
+    paused: std::cell::Cell<bool>,
+    waker: RefCell<Option<std::task::Waker>>,
+}
+
+impl ReadGate {
+    /// Stops or resumes reading.
+    pub fn set_paused(&self, paused: bool) {
+        let was = self.paused.replace(paused);
+        if was
+            && !paused
+            && let Some(w) = self.waker.borrow_mut().take()
+        {
+            w.wake();
+        }
+    }
+
+    fn paused(&self, cx: &Context<'_>) -> bool {
+        if self.paused.get() {
+            *self.waker.borrow_mut() = Some(cx.waker().clone());
+            return true;
+        }
+        false
+    }
+}
 
 impl Outbox {
     /// Queues a complete WebSocket frame.
@@ -135,8 +168,10 @@ where
     drop(read_buf);
     let io = Rc::new(RefCell::new(io));
     let outbox = SharedOutbox::default();
-    let session = WsSession::new(app.into_inner(), accepted.codec, accepted.caller, outbox.clone());
-    let input = Input { io: io.clone(), early: Some(early) };
+    let gate = Rc::new(ReadGate::default());
+    let session =
+        WsSession::new(app.into_inner(), accepted.codec, accepted.caller, outbox.clone(), gate.clone());
+    let input = Input { io: io.clone(), early: Some(early), gate, budget: READ_BUDGET };
     let output =
         WebsocketContext::with_codec(session, input, actix_http::ws::Codec::new().max_size(MAX_WS_FRAME));
     Some(Pump { io, outbox, output: Box::pin(output), finished: false })
@@ -202,6 +237,10 @@ struct Input<T> {
     io: Rc<RefCell<T>>,
     /// Bytes that arrived with the handshake.
     early: Option<Bytes>,
+    /// Closed by the session while it has enough to do.
+    gate: Rc<ReadGate>,
+    /// Bytes this wake-up may still read.
+    budget: usize,
 }
 
 impl<T: AsyncRead + Unpin> Stream for Input<T> {
@@ -211,15 +250,33 @@ impl<T: AsyncRead + Unpin> Stream for Input<T> {
         if let Some(early) = self.early.take().filter(|b| !b.is_empty()) {
             return Poll::Ready(Some(Ok(early)));
         }
+        if self.gate.paused(cx) {
+            return Poll::Pending;
+        }
+        if self.budget == 0 {
+            // Let the decoder and the session work through what was read; read on right after.
+            self.budget = READ_BUDGET;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         // Not zeroed: this runs at every wake-up of the socket, mostly to find nothing to read.
         let mut buf = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
         let mut rb = ReadBuf::uninit(&mut buf);
         let mut io = self.io.borrow_mut();
         match Pin::new(&mut *io).poll_read(cx, &mut rb) {
             Poll::Ready(Ok(())) if rb.filled().is_empty() => Poll::Ready(None),
-            Poll::Ready(Ok(())) => Poll::Ready(Some(Ok(Bytes::copy_from_slice(rb.filled())))),
+            Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                drop(io);
+                self.budget = self.budget.saturating_sub(n);
+                Poll::Ready(Some(Ok(Bytes::copy_from_slice(rb.filled()))))
+            }
             Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                drop(io);
+                self.budget = READ_BUDGET;
+                Poll::Pending
+            }
         }
     }
 }

@@ -432,13 +432,13 @@ async fn rx_edits_on_stale_versions_are_rejected(app: TestApp) {
 
 async fn add_design(app: &TestApp, case: CaseId, by: &Session, sha: &str) -> FileId {
     let file_id = FileId::new();
-    let access = app.state.db.case_access(by.user_id, case).await.unwrap().unwrap();
+    let who = articula::http::cases::principal(&app.state, by.user_id).await.unwrap();
     app.state
         .registry
         .command(
             case,
             Command {
-                access,
+                who,
                 client_id: None,
                 body: CaseCommand::AddFile(NewFile {
                     file_id,

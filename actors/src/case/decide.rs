@@ -12,6 +12,7 @@ use super::state::CaseState;
 use crate::error::CommandError;
 use crate::policy::{self, CaseAccess};
 use crate::rx;
+use crate::text::{self, TextKind};
 
 /// Longest chat message, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 10_000;
@@ -22,15 +23,17 @@ pub const MAX_LABEL_CHARS: usize = 200;
 /// Longest comment or reason, in characters.
 pub const MAX_COMMENT_CHARS: usize = 2_000;
 
+/// Longest transcript, in characters.
+pub const MAX_TRANSCRIPT_CHARS: usize = 100_000;
+
+/// Free text (chat, comments, notes, transcripts) checked by the one text rule ([`text::clean`]).
 fn text(field: &str, value: &str, max: usize) -> Result<String, CommandError> {
-    let trimmed = value.trim();
-    if trimmed.is_empty() {
-        return Err(CommandError::invalid(format!("{field} must not be empty")));
-    }
-    if trimmed.chars().count() > max {
-        return Err(CommandError::invalid(format!("{field} is longer than {max} characters")));
-    }
-    Ok(trimmed.to_owned())
+    text::clean(field, value, TextKind::Prose, max).map_err(|e| CommandError::invalid(e.0))
+}
+
+/// A name people recognise a case by (labels): no controls, no bidi or invisible characters.
+fn name(field: &str, value: &str, max: usize) -> Result<String, CommandError> {
+    text::clean(field, value, TextKind::Name, max).map_err(|e| CommandError::invalid(e.0))
 }
 
 fn comment(value: &Option<String>) -> Result<Option<String>, CommandError> {
@@ -38,6 +41,18 @@ fn comment(value: &Option<String>) -> Result<Option<String>, CommandError> {
         None | Some("") => Ok(None),
         Some(c) => text("comment", c, MAX_COMMENT_CHARS).map(Some),
     }
+}
+
+/// The message a command refers to that the state does not remember although it may exist:
+/// the actor looks it up in the store before deciding.
+pub fn message_to_look_up(state: &CaseState, cmd: &CaseCommand) -> Option<articula_protocol::MessageId> {
+    let id = match cmd {
+        CaseCommand::PostMessage(m) => m.reply_to?,
+        CaseCommand::EditMessage(m) => m.message_id,
+        CaseCommand::DeleteMessage(m) => m.message_id,
+        _ => return None,
+    };
+    (state.messages.get(&id).is_none() && state.messages.incomplete()).then_some(id)
 }
 
 fn not_finished(state: &CaseState) -> Result<(), CommandError> {
@@ -72,7 +87,14 @@ fn check_rx_changes(
         if !seen.insert(c.field.as_str()) {
             return Err(CommandError::new(ErrorCode::InvalidRx, format!("{} given twice", c.field)));
         }
-        let value = c.value.as_deref().map(str::trim).filter(|v| !v.is_empty());
+        let value = match c.value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            Some(v) => Some(
+                text::clean(&c.field, v, TextKind::Prose, rx::MAX_NOTE_CHARS)
+                    .map_err(|e| CommandError::new(ErrorCode::InvalidRx, e.0))?,
+            ),
+            None => None,
+        };
+        let value = value.as_deref();
         rx::validate(&c.field, value)?;
         // Attaching and detaching name a file of this case (files are never removed from one).
         if let Some(file) = c.field.strip_prefix("attachments.").and_then(rx::attachment)
@@ -131,7 +153,7 @@ pub fn decide(state: &CaseState, access: &CaseAccess, cmd: &CaseCommand) -> Resu
                 return Err(CommandError::invalid(format!("file {f} is not a file of this case")));
             }
             if let Some(r) = m.reply_to
-                && !state.messages.contains_key(&r)
+                && state.messages.get(&r).is_none()
             {
                 return Err(CommandError::not_found("message replied to"));
             }
@@ -186,12 +208,15 @@ pub fn decide(state: &CaseState, access: &CaseAccess, cmd: &CaseCommand) -> Resu
         CaseCommand::ProposeRx(p) => {
             access.require(access.lab_side(), "propose Rx changes (the lab does)")?;
             not_finished(state)?;
-            check_rx_changes(state, &p.changes, true)?;
-            Ok(EventData::RxProposed {
-                proposal_id: ProposalId::new(),
-                changes: p.changes.clone(),
-                note: comment(&p.note)?,
-            })
+            let checked = check_rx_changes(state, &p.changes, true)?;
+            // What is stored is what was checked (values trimmed and normalised).
+            let changes = p
+                .changes
+                .iter()
+                .zip(checked)
+                .map(|(c, v)| RxChange { field: v.field, base_version: c.base_version, value: v.value })
+                .collect();
+            Ok(EventData::RxProposed { proposal_id: ProposalId::new(), changes, note: comment(&p.note)? })
         }
         CaseCommand::DecideRxProposal(d) => {
             access.require(access.may_prescribe(), "decide Rx proposals (only the case's doctor may)")?;
@@ -298,7 +323,10 @@ pub fn decide(state: &CaseState, access: &CaseAccess, cmd: &CaseCommand) -> Resu
                 Some(f) if f.kind == FileKind::VoiceNote => {}
                 _ => return Err(CommandError::not_found("voice note")),
             }
-            Ok(EventData::VoiceTranscribed { file_id: *file_id, text: text("transcript", t, 100_000)? })
+            Ok(EventData::VoiceTranscribed {
+                file_id: *file_id,
+                text: text("transcript", t, MAX_TRANSCRIPT_CHARS)?,
+            })
         }
     }
 }
@@ -311,7 +339,7 @@ fn decide_update(
     access.require(access.clinic_side(), "change the case's details (the clinic does)")?;
     not_finished(state)?;
     let label = match &u.label {
-        Some(l) => Some(text("label", l, MAX_LABEL_CHARS)?).filter(|l| *l != state.label),
+        Some(l) => Some(name("label", l, MAX_LABEL_CHARS)?).filter(|l| *l != state.label),
         None => None,
     };
     let due_date = match &u.due_date {

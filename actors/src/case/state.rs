@@ -1,18 +1,34 @@
-//! A case's state as a fold over its event log. The case actor rebuilds it from the log when it
-//! starts, and applies each new event to it; nothing else computes it.
+//! A case's state as a fold over its event log. The case actor rebuilds it from its latest
+//! snapshot and the events after it when it starts, and applies each new event to it; nothing
+//! else computes it.
+//!
+//! What grows with a case's history is bounded here, because cases live for years: chat
+//! messages are remembered only for the latest [`MESSAGE_CACHE`] touched (older ones are looked
+//! up in the store when someone edits, deletes or replies to them), and command ids for the
+//! latest [`COMMAND_WINDOW`] commands (a retry of an older one is caught by the database's
+//! unique index on `(case_id, actor_id, client_id)`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use articula_protocol::{
     ApprovalId, ApprovalStatus, CaseId, CaseStatus, CaseSummary, Decision, EventData, FileId, FileKind,
     MessageId, OrgId, ProposalId, RxChange, UserId,
 };
 
-use crate::policy;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{self, Visibility};
 use crate::ports::{CaseRow, StoredEvent};
 
+/// Chat messages whose author and state the actor keeps in memory.
+pub const MESSAGE_CACHE: usize = 2048;
+/// Command ids the actor remembers for exactly-once retries.
+pub const COMMAND_WINDOW: usize = 1024;
+/// The snapshot format; a snapshot of another version is ignored and rebuilt from the log.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
 /// One Rx field: its value and the seq of the event that last changed it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RxField {
     /// Current value.
     pub value: Option<String>,
@@ -21,7 +37,7 @@ pub struct RxField {
 }
 
 /// An approval request.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Approval {
     /// The design file.
     pub file_id: FileId,
@@ -34,7 +50,7 @@ pub struct Approval {
 }
 
 /// A lab proposal.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Proposal {
     /// The proposed changes.
     pub changes: Vec<RxChange>,
@@ -43,7 +59,7 @@ pub struct Proposal {
 }
 
 /// A file of the case.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FileRef {
     /// SHA-256, hex.
     pub sha256: String,
@@ -52,12 +68,117 @@ pub struct FileRef {
 }
 
 /// A chat message's author and whether it was deleted.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MessageRef {
     /// Author.
     pub author: UserId,
     /// Soft-deleted.
     pub deleted: bool,
+    /// Seq of the event that posted it.
+    pub seq: u64,
+}
+
+/// The latest messages touched (posted, edited, deleted, looked up), bounded.
+#[derive(Clone, Debug, Default)]
+pub struct MessageCache {
+    map: HashMap<MessageId, (MessageRef, u64)>,
+    /// (touch seq, message) in touch order; stale pairs are skipped when evicting.
+    order: VecDeque<(u64, MessageId)>,
+    /// Whether some message of the case is not in the cache (evicted, or never loaded).
+    incomplete: bool,
+}
+
+impl MessageCache {
+    /// The message, when remembered.
+    pub fn get(&self, id: &MessageId) -> Option<&MessageRef> {
+        self.map.get(id).map(|(m, _)| m)
+    }
+
+    /// Whether a message missing from the cache may still exist (then the store knows).
+    pub fn incomplete(&self) -> bool {
+        self.incomplete
+    }
+
+    /// Remembers a message as touched at `touch` (a seq; in-flight changes are the newest, so
+    /// they are never evicted before they are durable).
+    pub fn put(&mut self, id: MessageId, m: MessageRef, touch: u64) {
+        self.map.insert(id, (m, touch));
+        self.order.push_back((touch, id));
+        while self.map.len() > MESSAGE_CACHE {
+            let Some((t, old)) = self.order.pop_front() else { break };
+            if self.map.get(&old).is_some_and(|(_, latest)| *latest == t) {
+                self.map.remove(&old);
+                self.incomplete = true;
+            }
+        }
+        // Stale pairs (messages touched again later) would otherwise accumulate.
+        if self.order.len() > 4 * MESSAGE_CACHE {
+            let map = &self.map;
+            self.order.retain(|(t, id)| map.get(id).is_some_and(|(_, latest)| latest == t));
+        }
+    }
+
+    fn mark_incomplete(&mut self) {
+        self.incomplete = true;
+    }
+
+    /// How many are remembered.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether none is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// A command id's effect: the seq of the event it created and a digest of the command, so that
+/// a retry with the same id but another command is told apart from a real retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandMark {
+    /// The event it created.
+    pub seq: u64,
+    /// Digest of the command ([`super::command_digest`]); `None` for events stored before
+    /// digests existed.
+    pub digest: Option<u64>,
+}
+
+/// The latest command ids, bounded.
+#[derive(Clone, Debug, Default)]
+pub struct CommandWindow {
+    map: HashMap<(UserId, String), CommandMark>,
+    order: VecDeque<(UserId, String)>,
+}
+
+impl CommandWindow {
+    /// The effect of a command id, when remembered.
+    pub fn get(&self, user: UserId, id: &str) -> Option<CommandMark> {
+        self.map.get(&(user, id.to_owned())).copied()
+    }
+
+    /// Remembers a command id.
+    pub fn insert(&mut self, user: UserId, id: String, mark: CommandMark) {
+        let key = (user, id);
+        if self.map.insert(key.clone(), mark).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > COMMAND_WINDOW {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+
+    /// How many are remembered.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether none is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
 }
 
 /// The whole state of a case.
@@ -93,10 +214,33 @@ pub struct CaseState {
     pub proposals: HashMap<ProposalId, Proposal>,
     /// Files.
     pub files: HashMap<FileId, FileRef>,
-    /// Messages.
-    pub messages: HashMap<MessageId, MessageRef>,
-    /// Command ids seen: (user, client id) → seq of the event they created.
-    pub commands: HashMap<(UserId, String), u64>,
+    /// The latest messages.
+    pub messages: MessageCache,
+    /// The latest command ids: (user, client id) → the event they created.
+    pub commands: CommandWindow,
+}
+
+/// A case state as stored in a snapshot (format [`SNAPSHOT_VERSION`]): everything but the
+/// message cache.
+#[derive(Serialize, Deserialize)]
+struct SnapshotV1 {
+    id: CaseId,
+    label: String,
+    clinic_id: OrgId,
+    doctor_id: UserId,
+    lab_id: Option<OrgId>,
+    status: CaseStatus,
+    status_before_hold: Option<CaseStatus>,
+    due_date: Option<String>,
+    seq: u64,
+    last_activity: i64,
+    rx: BTreeMap<String, RxField>,
+    rx_version: u64,
+    approvals: Vec<(ApprovalId, Approval)>,
+    proposals: Vec<(ProposalId, Proposal)>,
+    files: Vec<(FileId, FileRef)>,
+    /// Oldest first.
+    commands: Vec<(UserId, String, CommandMark)>,
 }
 
 impl CaseState {
@@ -122,21 +266,87 @@ impl CaseState {
             approvals: HashMap::new(),
             proposals: HashMap::new(),
             files: HashMap::new(),
-            messages: HashMap::new(),
-            commands: HashMap::new(),
+            messages: MessageCache::default(),
+            commands: CommandWindow::default(),
         };
         for ev in events {
-            state.apply(ev);
+            state.apply(ev, None);
         }
         Some(state)
     }
 
-    /// Applies one event. Events are validated before they exist, so this never fails.
-    pub fn apply(&mut self, ev: &StoredEvent) {
+    /// The state as a snapshot (JSON), to be stored with the event of seq `self.seq`.
+    pub fn snapshot(&self) -> Result<String, serde_json::Error> {
+        let mut approvals: Vec<_> = self.approvals.iter().map(|(k, v)| (*k, v.clone())).collect();
+        approvals.sort_by_key(|(k, _)| *k);
+        let mut proposals: Vec<_> = self.proposals.iter().map(|(k, v)| (*k, v.clone())).collect();
+        proposals.sort_by_key(|(k, _)| *k);
+        let mut files: Vec<_> = self.files.iter().map(|(k, v)| (*k, v.clone())).collect();
+        files.sort_by_key(|(k, _)| *k);
+        let commands = self
+            .commands
+            .order
+            .iter()
+            .filter_map(|k| self.commands.map.get(k).map(|m| (k.0, k.1.clone(), *m)))
+            .collect();
+        serde_json::to_string(&SnapshotV1 {
+            id: self.id,
+            label: self.label.clone(),
+            clinic_id: self.clinic_id,
+            doctor_id: self.doctor_id,
+            lab_id: self.lab_id,
+            status: self.status,
+            status_before_hold: self.status_before_hold,
+            due_date: self.due_date.clone(),
+            seq: self.seq,
+            last_activity: self.last_activity,
+            rx: self.rx.clone(),
+            rx_version: self.rx_version,
+            approvals,
+            proposals,
+            files,
+            commands,
+        })
+    }
+
+    /// A state from a snapshot of this format. Its message cache is empty and marked incomplete:
+    /// messages are looked up in the store when needed.
+    pub fn from_snapshot(data: &str) -> Result<Self, serde_json::Error> {
+        let s: SnapshotV1 = serde_json::from_str(data)?;
+        let mut commands = CommandWindow::default();
+        for (user, id, mark) in s.commands {
+            commands.insert(user, id, mark);
+        }
+        let mut messages = MessageCache::default();
+        messages.mark_incomplete();
+        Ok(Self {
+            id: s.id,
+            label: s.label,
+            clinic_id: s.clinic_id,
+            doctor_id: s.doctor_id,
+            lab_id: s.lab_id,
+            status: s.status,
+            status_before_hold: s.status_before_hold,
+            due_date: s.due_date,
+            seq: s.seq,
+            last_activity: s.last_activity,
+            rx: s.rx,
+            rx_version: s.rx_version,
+            approvals: s.approvals.into_iter().collect(),
+            proposals: s.proposals.into_iter().collect(),
+            files: s.files.into_iter().collect(),
+            messages,
+            commands,
+        })
+    }
+
+    /// Applies one event (with the digest of the command that made it, when known). Events are
+    /// validated before they exist, so this never fails.
+    pub fn apply(&mut self, ev: &StoredEvent, digest: Option<u64>) {
         self.seq = ev.seq;
         self.last_activity = ev.at;
         if let Some(id) = &ev.client_id {
-            self.commands.insert((ev.actor, id.clone()), ev.seq);
+            self.commands.insert(ev.actor, id.clone(), CommandMark { seq: ev.seq, digest });
         }
         for id in ev.data.voided_approvals() {
             if let Some(a) = self.approvals.get_mut(id) {
@@ -158,12 +368,21 @@ impl CaseState {
             }
             EventData::StatusChanged { from, to, .. } => self.set_status(*from, *to),
             EventData::MessagePosted { message_id, .. } => {
-                self.messages.insert(*message_id, MessageRef { author: ev.actor, deleted: false });
+                self.messages.put(
+                    *message_id,
+                    MessageRef { author: ev.actor, deleted: false, seq: ev.seq },
+                    ev.seq,
+                );
             }
-            EventData::MessageEdited { .. } => {}
+            EventData::MessageEdited { message_id, .. } => {
+                // Validated against a remembered (or looked-up) message, so it is here.
+                if let Some(m) = self.messages.get(message_id).copied() {
+                    self.messages.put(*message_id, m, ev.seq);
+                }
+            }
             EventData::MessageDeleted { message_id } => {
-                if let Some(m) = self.messages.get_mut(message_id) {
-                    m.deleted = true;
+                if let Some(m) = self.messages.get(message_id).copied() {
+                    self.messages.put(*message_id, MessageRef { deleted: true, ..m }, ev.seq);
                 }
             }
             EventData::RxEdited { changes, .. } => {
@@ -179,6 +398,8 @@ impl CaseState {
             EventData::RxProposalDecided { proposal_id, applied, .. } => {
                 if let Some(p) = self.proposals.get_mut(proposal_id) {
                     p.open = false;
+                    // A decided proposal is never applied again: its changes live in the log.
+                    p.changes = Vec::new();
                 }
                 for c in applied {
                     self.rx.insert(c.field.clone(), RxField { value: c.value.clone(), version: ev.seq });
@@ -256,9 +477,22 @@ impl CaseState {
         ids
     }
 
-    /// Whether the lab can see the case: routed to it and no longer a draft.
+    /// Who may see the case, as it is now.
+    pub fn visibility(&self) -> Visibility {
+        let effective =
+            if self.status == CaseStatus::OnHold { self.status_before_hold } else { Some(self.status) };
+        Visibility {
+            clinic_id: self.clinic_id,
+            doctor_id: self.doctor_id,
+            lab_id: self.lab_id,
+            submitted: effective != Some(CaseStatus::Draft),
+        }
+    }
+
+    /// Whether the lab can see the case: routed to it and submitted (a draft put on hold is
+    /// still a draft).
     pub fn lab_visible(&self) -> bool {
-        self.lab_id.is_some() && self.status != CaseStatus::Draft
+        self.visibility().lab_visible()
     }
 
     /// The projection row after the latest event.

@@ -87,8 +87,10 @@ pub enum ErrorCode {
     /// The signed link has expired.
     LinkExpired,
     // --- server side ---
-    /// The service cannot do this right now; retry later.
+    /// The service cannot do this right now; retry later (the same command, with the same id).
     Unavailable,
+    /// The server could not store this command; sending it again will fail again.
+    NotStorable,
     /// An internal error; details are in the server log.
     Internal,
 }
