@@ -18,8 +18,8 @@ pub mod rx;
 pub mod text;
 
 pub use case::{
-    Backlog, CaseActor, CaseCommand, Command, CommandReply, PresenceGuard, Subscribe, Subscription,
-    command_digest,
+    Answer, Backlog, CaseActor, CaseCommand, Command, CommandReply, PresenceGuard, Reply, Subscribe,
+    Subscription, command_digest,
 };
 pub use error::CommandError;
 pub use frame::{Frame, FrameKind};

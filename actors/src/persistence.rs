@@ -53,12 +53,17 @@ impl Default for PersistenceConfig {
 pub struct QueueDepth {
     items: AtomicUsize,
     limit: AtomicUsize,
+    running: std::sync::atomic::AtomicBool,
 }
 
 impl QueueDepth {
     /// A depth gauge with this limit.
     pub fn new(limit: usize) -> Arc<Self> {
-        Arc::new(Self { items: AtomicUsize::new(0), limit: AtomicUsize::new(limit) })
+        Arc::new(Self {
+            items: AtomicUsize::new(0),
+            limit: AtomicUsize::new(limit),
+            running: Default::default(),
+        })
     }
 
     /// Whether the queue is over its limit.
@@ -69,6 +74,11 @@ impl QueueDepth {
     /// Items waiting now.
     pub fn get(&self) -> usize {
         self.items.load(Ordering::Relaxed)
+    }
+
+    /// Whether a commit is running now (when it stays so, the database holds it back).
+    pub fn commit_running(&self) -> bool {
+        self.running.load(Ordering::Relaxed)
     }
 
     fn add(&self, n: usize) {
@@ -178,6 +188,10 @@ impl PersistenceActor {
             return;
         }
         self.in_flight = true;
+        // A positive signal for tests and operators that a commit is running (and, when it
+        // stays at 1, that the database holds it back).
+        metrics::gauge!("articula_db_commit_running").set(1.0);
+        self.depth.running.store(true, Ordering::Relaxed);
         self.last_start = Some(Instant::now());
         let started = Instant::now();
         let store = self.store.clone();
@@ -187,6 +201,8 @@ impl PersistenceActor {
             metrics::counter!("articula_db_commits_total").increment(1);
             metrics::counter!("articula_db_committed_items_total").increment(count as u64);
             metrics::histogram!("articula_db_commit_seconds").record(started.elapsed().as_secs_f64());
+            metrics::gauge!("articula_db_commit_running").set(0.0);
+            act.depth.running.store(false, Ordering::Relaxed);
             for (reply, res) in replies.into_iter().zip(results) {
                 let _ = reply.send(res);
             }

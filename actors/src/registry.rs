@@ -18,7 +18,8 @@ use dashmap::DashMap;
 use tokio::sync::oneshot;
 
 use crate::case::{
-    CaseActor, Command, CommandReply, InjectPanic, Join, MarkRead, Submit, Subscribe, Subscription, Typing,
+    CaseActor, Command, CommandReply, InjectPanic, Join, MarkRead, PanicPoint, Reply, Submit, Subscribe,
+    Subscription, Typing,
 };
 use crate::error::CommandError;
 use crate::hubs::OrgHubs;
@@ -75,6 +76,9 @@ pub struct CaseDeps {
     pub(crate) restarts: AtomicU64,
     /// Case actors in memory (started and not yet dropped).
     pub(crate) alive: AtomicUsize,
+    /// Case loads, and the events they read (after the snapshot).
+    pub(crate) loads: AtomicU64,
+    pub(crate) loaded_events: AtomicU64,
 }
 
 struct Entry {
@@ -112,6 +116,8 @@ impl CaseRegistry {
                 registry: weak.clone(),
                 restarts: AtomicU64::new(0),
                 alive: AtomicUsize::new(0),
+                loads: AtomicU64::new(0),
+                loaded_events: AtomicU64::new(0),
             }),
         })
     }
@@ -123,7 +129,7 @@ impl CaseRegistry {
 
     /// Sends a message to the case's actor, starting one (under a supervisor, on the current
     /// arbiter) if none is live. Must be called from an actix arbiter.
-    fn deliver<M>(&self, case: CaseId, mut msg: M) -> Result<(), CommandError>
+    fn deliver<M>(&self, case: CaseId, mut msg: M) -> Result<(), (CommandError, M)>
     where
         M: Message<Result = ()> + Send + 'static,
         CaseActor: Handler<M>,
@@ -142,10 +148,10 @@ impl CaseRegistry {
                 entry.sent.fetch_add(1, Ordering::SeqCst);
                 match entry.addr.try_send(msg) {
                     Ok(()) => return Ok(()),
-                    Err(SendError::Full(_)) => {
+                    Err(SendError::Full(m)) => {
                         entry.sent.fetch_sub(1, Ordering::SeqCst);
                         metrics::counter!("articula_case_mailbox_full_total").increment(1);
-                        return Err(CommandError::busy());
+                        return Err((CommandError::busy(), m));
                     }
                     Err(SendError::Closed(m)) => {
                         entry.sent.fetch_sub(1, Ordering::SeqCst);
@@ -156,7 +162,7 @@ impl CaseRegistry {
             };
             self.actors.remove_if(&case, |_, e| e.generation == generation);
         }
-        Err(CommandError::unavailable())
+        Err((CommandError::unavailable(), msg))
     }
 
     fn start(&self, case: CaseId) -> Entry {
@@ -169,6 +175,16 @@ impl CaseRegistry {
     /// How many times a case actor of this registry was restarted by its supervisor.
     pub fn restarts(&self) -> u64 {
         self.deps.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Case actor loads so far, and how many events they read from the log (beyond snapshots).
+    pub fn load_stats(&self) -> (u64, u64) {
+        (self.deps.loads.load(Ordering::Relaxed), self.deps.loaded_events.load(Ordering::Relaxed))
+    }
+
+    /// Items waiting for the group commit, and whether a commit is running.
+    pub fn commit_queue(&self) -> &Arc<QueueDepth> {
+        &self.deps.commit_queue
     }
 
     /// Whether the case has a live actor.
@@ -195,34 +211,30 @@ impl CaseRegistry {
         removed.is_some() || self.actors.get(&case).is_none_or(|e| e.generation != generation)
     }
 
-    /// Queues a command on its case; the answer arrives on the returned channel. Refused at
-    /// once (retryable) when the case's mailbox is full.
-    pub fn submit(
-        &self,
-        case: CaseId,
-        cmd: Command,
-    ) -> Result<oneshot::Receiver<Result<CommandReply, CommandError>>, CommandError> {
-        let (reply, rx) = oneshot::channel();
-        self.deliver(case, Submit { cmd, reply })?;
-        Ok(rx)
+    /// Queues a command on its case; `reply` gets its answer — at once (retryable) when the
+    /// case's mailbox is full.
+    pub fn submit(&self, case: CaseId, cmd: Command, reply: Reply) {
+        if let Err((e, Submit { reply: Some(reply), .. })) =
+            self.deliver(case, Submit { cmd, reply: Some(reply) })
+        {
+            reply.send(Err(e));
+        }
     }
 
     /// Runs a command on a case and waits for its answer.
     pub async fn command(&self, case: CaseId, cmd: Command) -> Result<CommandReply, CommandError> {
-        let rx = self.submit(case, cmd)?;
+        let (reply, rx) = Reply::once();
+        self.submit(case, cmd, reply);
         rx.await.unwrap_or_else(|_| Err(CommandError::unavailable()))
     }
 
-    /// Queues a read mark.
-    pub fn mark_read(
-        &self,
-        case: CaseId,
-        who: Principal,
-        seq: u64,
-    ) -> Result<oneshot::Receiver<Result<CommandReply, CommandError>>, CommandError> {
-        let (reply, rx) = oneshot::channel();
-        self.deliver(case, MarkRead { who, seq, reply })?;
-        Ok(rx)
+    /// Queues a read mark; `reply` gets its answer.
+    pub fn mark_read(&self, case: CaseId, who: Principal, seq: u64, reply: Reply) {
+        if let Err((e, MarkRead { reply: Some(reply), .. })) =
+            self.deliver(case, MarkRead { who, seq, reply: Some(reply) })
+        {
+            reply.send(Err(e));
+        }
     }
 
     /// Queues a subscription.
@@ -232,7 +244,7 @@ impl CaseRegistry {
         req: Subscribe,
     ) -> Result<oneshot::Receiver<Result<Subscription, CommandError>>, CommandError> {
         let (reply, rx) = oneshot::channel();
-        self.deliver(case, Join { req, reply })?;
+        self.deliver(case, Join { req, reply }).map_err(|(e, _)| e)?;
         Ok(rx)
     }
 
@@ -243,10 +255,11 @@ impl CaseRegistry {
         }
     }
 
-    /// Fault injection for tests: makes the case's actor panic.
-    pub fn inject_panic(&self, case: CaseId) {
+    /// Fault injection for tests: makes the case's actor panic now, or in the next handler of
+    /// a kind.
+    pub fn inject_panic(&self, case: CaseId, at: PanicPoint) {
         if self.actors.contains_key(&case) {
-            let _ = self.deliver(case, InjectPanic);
+            let _ = self.deliver(case, InjectPanic(at));
         }
     }
 }

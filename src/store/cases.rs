@@ -19,7 +19,7 @@ pub const VISIBLE: &str = "(
         AND m.role = 'doctor' AND m.revoked_at IS NULL))
     OR EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.clinic_id
         AND m.role = 'clinic_admin' AND m.revoked_at IS NULL)
-    OR (c.status <> 'draft' AND EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.lab_id
+    OR (c.status <> 'draft' AND NOT (c.status = 'on_hold' AND c.status_before_hold = 'draft') AND EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.lab_id
         AND m.role IN ('lab_tech', 'lab_admin') AND m.revoked_at IS NULL))
 )";
 
@@ -190,7 +190,7 @@ impl Db {
                    JOIN memberships m ON m.revoked_at IS NULL AND (
                         (m.org_id = c.clinic_id AND m.role = 'doctor' AND m.user_id = c.doctor_id)
                      OR (m.org_id = c.clinic_id AND m.role = 'clinic_admin')
-                     OR (m.org_id = c.lab_id AND c.status <> 'draft' AND m.role IN ('lab_tech', 'lab_admin')))
+                     OR (m.org_id = c.lab_id AND c.status <> 'draft' AND NOT (c.status = 'on_hold' AND c.status_before_hold = 'draft') AND m.role IN ('lab_tech', 'lab_admin')))
                    JOIN users u ON u.id = m.user_id AND u.status = 'active'
                  WHERE c.id = $1 ORDER BY u.name, m.role",
             )
@@ -221,9 +221,9 @@ impl Db {
                       AND m.role = 'doctor' AND m.revoked_at IS NULL)) AS is_doctor,
                    EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.clinic_id
                       AND m.role = 'clinic_admin' AND m.revoked_at IS NULL) AS is_admin,
-                   (c.status <> 'draft' AND EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.lab_id
+                   (c.status <> 'draft' AND NOT (c.status = 'on_hold' AND c.status_before_hold = 'draft') AND EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.lab_id
                       AND m.role = 'lab_tech' AND m.revoked_at IS NULL)) AS is_tech,
-                   (c.status <> 'draft' AND EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.lab_id
+                   (c.status <> 'draft' AND NOT (c.status = 'on_hold' AND c.status_before_hold = 'draft') AND EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.lab_id
                       AND m.role = 'lab_admin' AND m.revoked_at IS NULL)) AS is_lab_admin
                  FROM cases c WHERE c.id = $2",
             )
@@ -315,7 +315,7 @@ impl Db {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {VIEW_COLS} {VIEW_FROM} WHERE
                    ($1 IS NULL OR c.clinic_id = $1) AND ($2 IS NULL OR c.doctor_id = $2)
-                   AND ($3 IS NULL OR (c.lab_id = $3 AND c.status <> 'draft'))
+                   AND ($3 IS NULL OR (c.lab_id = $3 AND c.status <> 'draft' AND NOT (c.status = 'on_hold' AND c.status_before_hold = 'draft')))
                    AND (c.status NOT IN ('closed', 'cancelled') OR c.last_activity > $4)
                  ORDER BY c.due_date IS NULL, c.due_date, c.last_activity DESC LIMIT 2000"
             )))

@@ -4,10 +4,12 @@
 //! **A socket is ordered** (DESIGN §1, invariant 9). Frames are handled in the order they
 //! arrive: a frame that the ones after it may depend on (`auth`, `subscribe`) holds the
 //! pipeline until it is done, and commands go to their case actor in the order they were read
-//! (the registry queues them with `try_send`, never waiting, so nothing can overtake). Answers
-//! (`ack`, `error`, `pong`) are written in the order of the frames they answer, whatever order
-//! they complete in. Both queues are bounded: while more than [`MAX_INBOUND`] frames wait or
-//! [`MAX_REPLIES`] answers are outstanding, the transport stops reading the socket.
+//! (the registry queues them with `try_send`, never waiting, so nothing can overtake). The case
+//! actors answer on one channel per socket, in the order they decide: the acks of one case come
+//! in the order of their seqs, and a refusal (a full queue, a bad value) comes at once, ahead of
+//! earlier commands still waiting for their commit. Both queues are bounded: while more than
+//! [`MAX_INBOUND`] frames wait or [`MAX_REPLIES`] commands are unanswered, the transport stops
+//! reading the socket.
 //!
 //! Outbound frames arrive through bounded broadcast channels (one per subscribed case, board or
 //! inbox), read in batches; each frame is encoded once, as a WebSocket frame, for all sockets,
@@ -34,8 +36,8 @@ use actix_web_actors::ws::{self, CloseCode, CloseReason};
 use articula_actors::case::{Backlog, Subscription, Typing};
 use articula_actors::clock::{now_ms, today_utc};
 use articula_actors::{
-    CaseAccess, CaseCommand, Command, CommandError, CommandReply, Frame, FrameKind, PresenceGuard, Principal,
-    Subscribe, Visibility,
+    Answer, CaseAccess, CaseCommand, Command, CommandError, Frame, FrameKind, PresenceGuard, Principal,
+    Reply, Subscribe, Visibility,
 };
 use articula_protocol::{
     Ack, Board, CaseId, ClientBody, ClientMessage, Codec, DecodeError, ErrorCode, ErrorFrame, Event, OrgId,
@@ -43,7 +45,7 @@ use articula_protocol::{
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, mpsc};
 
 use super::batches::{Batch, Batches, End};
 use super::transport::{ReadGate, SharedOutbox};
@@ -89,8 +91,6 @@ enum InboxFilter {
 
 /// Where a subscription's delivery is.
 enum Delivery {
-    /// Subscribed; its ack is not written yet, so nothing of it may be either.
-    Waiting { backlog: Backlog, live: broadcast::Receiver<Arc<Frame>> },
     /// Reading the log (a page is being read).
     CatchingUp,
     /// Asking the case for the live stream again.
@@ -122,22 +122,8 @@ enum Inbound {
     TooLarge,
 }
 
-/// What to do once an answer has been written.
-enum After {
-    None,
-    /// Start delivering a subscription (its ack is out).
-    Deliver(CaseId, u64),
-    /// Start a board stream.
-    Board(BoardScope, broadcast::Receiver<Arc<Frame>>, HashMap<CaseId, u64>),
-    /// Start inbox streams.
-    Inbox(Vec<(OrgId, InboxFilter)>),
-}
-
-/// An answer, in frame order.
-struct Slot {
-    token: u64,
-    ready: Option<(Vec<Bytes>, After)>,
-}
+/// The answers of case actors to this socket's commands.
+struct AnswerItem(Answer);
 
 /// The session actor of one socket.
 pub struct WsSession {
@@ -160,8 +146,11 @@ pub struct WsSession {
     inbound: VecDeque<Inbound>,
     /// An `auth` or `subscribe` is being done: the frames after it wait.
     blocked: bool,
-    /// Answers, in frame order.
-    replies: VecDeque<Slot>,
+    /// Where case actors answer this socket's commands (in the order they decide).
+    answers: mpsc::UnboundedSender<Answer>,
+    answers_rx: Option<mpsc::UnboundedReceiver<Answer>>,
+    /// Commands waiting for their answer: token → command id.
+    unanswered: HashMap<u64, String>,
     next_token: u64,
     /// The user sent a command since the last session check (socket use is session use).
     active: bool,
@@ -185,6 +174,7 @@ impl WsSession {
         out: SharedOutbox,
         gate: Rc<ReadGate>,
     ) -> Self {
+        let (answers, answers_rx) = mpsc::unbounded_channel();
         Self {
             app,
             codec,
@@ -200,7 +190,9 @@ impl WsSession {
             inbox: Vec::new(),
             inbound: VecDeque::new(),
             blocked: false,
-            replies: VecDeque::new(),
+            answers,
+            answers_rx: Some(answers_rx),
+            unanswered: HashMap::new(),
             next_token: 0,
             active: false,
         }
@@ -244,29 +236,10 @@ impl WsSession {
         ServerBody::Error(ErrorFrame { id, code, message: message.into(), details })
     }
 
-    // --- answers, in frame order ---
+    // --- answers ---
 
-    /// Reserves the next answer's place.
-    fn reserve(&mut self) -> u64 {
-        let token = self.next_token;
-        self.next_token += 1;
-        self.replies.push_back(Slot { token, ready: None });
-        token
-    }
-
-    /// Fills a reserved answer and writes every answer that is now at the front.
-    fn fill(&mut self, token: u64, frames: Vec<Bytes>, after: After, ctx: &mut Ctx) {
-        if let Some(slot) = self.replies.iter_mut().find(|s| s.token == token) {
-            slot.ready = Some((frames, after));
-        }
-        self.flush_replies(ctx);
-    }
-
-    /// An answer ready now (it still waits for the answers before it).
-    fn answer(&mut self, body: ServerBody, ctx: &mut Ctx) {
-        let token = self.reserve();
-        let frames = self.encode(body).into_iter().collect();
-        self.fill(token, frames, After::None, ctx);
+    fn answer(&mut self, body: ServerBody, _ctx: &mut Ctx) {
+        self.send(body);
     }
 
     fn answer_ack(&mut self, id: Option<String>, seq: Option<u64>, ctx: &mut Ctx) {
@@ -289,42 +262,17 @@ impl WsSession {
         self.answer(Self::error_body(id, e.code, e.message, e.details), ctx);
     }
 
-    fn flush_replies(&mut self, ctx: &mut Ctx) {
-        while self.replies.front().is_some_and(|s| s.ready.is_some()) {
-            let Some((frames, after)) = self.replies.pop_front().and_then(|s| s.ready) else { break };
-            {
-                let mut out = self.out.borrow_mut();
-                for f in frames {
-                    out.push(f);
-                }
-            }
-            match after {
-                After::None => {}
-                After::Deliver(case_id, generation) => self.start_delivery(case_id, generation, ctx),
-                After::Board(scope, rx, seen) => {
-                    if let Some(b) = self.board.take() {
-                        ctx.cancel_future(b.stream);
-                    }
-                    let stream = ctx.add_stream(channel(rx, BoardItem));
-                    self.board = Some(BoardSub { scope, seen, stream });
-                }
-                After::Inbox(orgs) => {
-                    for h in self.inbox.drain(..) {
-                        ctx.cancel_future(h);
-                    }
-                    for (org, filter) in orgs {
-                        let rx = self.app.registry.hubs().subscribe_activity(org);
-                        self.inbox.push(ctx.add_stream(channel(rx, move |item| InboxItem(filter, item))));
-                    }
-                }
-            }
-        }
-        self.update_gate();
+    /// A reply for a command the case actor answers on this socket's channel.
+    fn reply_for(&mut self, id: String) -> Reply {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.unanswered.insert(token, id);
+        Reply::socket(self.answers.clone(), token)
     }
 
     /// Stops or resumes reading the socket, by how much waits.
     fn update_gate(&self) {
-        let full = self.inbound.len() >= MAX_INBOUND || self.replies.len() >= MAX_REPLIES;
+        let full = self.inbound.len() >= MAX_INBOUND || self.unanswered.len() >= MAX_REPLIES;
         self.gate.set_paused(full);
     }
 
@@ -337,7 +285,7 @@ impl WsSession {
 
     /// The socket is authenticated (at the upgrade, or by an `auth` frame): register it for
     /// revocation, load the user's memberships, and let the frames after it through.
-    fn authenticated(&mut self, auth_reply: Option<(u64, String)>, ctx: &mut Ctx) {
+    fn authenticated(&mut self, auth_reply: Option<Option<String>>, ctx: &mut Ctx) {
         let Some(caller) = self.caller.clone() else { return };
         let control = self.app.revocations.register(caller.user_id, caller.session_id);
         let watch = control.clone();
@@ -368,26 +316,17 @@ impl WsSession {
                 match res {
                     Ok(who) => {
                         act.who = Some(who);
-                        let mut frames = Vec::new();
-                        if let Some((_, id)) = &auth_reply {
-                            frames.extend(act.encode(Self::ack_body(id.clone(), None)));
+                        if let Some(id) = auth_reply.flatten() {
+                            act.answer_ack(Some(id), None, ctx);
                         }
-                        frames.extend(act.encode(welcome));
-                        match auth_reply {
-                            Some((token, _)) => act.fill(token, frames, After::None, ctx),
-                            None => {
-                                let mut out = act.out.borrow_mut();
-                                frames.into_iter().for_each(|f| out.push(f));
-                            }
-                        }
+                        act.send(welcome);
                         act.blocked = false;
                         act.pump(ctx);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "loading a socket's memberships failed");
-                        if let Some((token, id)) = auth_reply {
-                            let frames = act.encode(Self::error_body(Some(id), e.code, e.message, None));
-                            act.fill(token, frames.into_iter().collect(), After::None, ctx);
+                        if let Some(id) = auth_reply {
+                            act.answer(Self::error_body(id, e.code, e.message, None), ctx);
                         }
                         act.close(ctx, CloseCode::Again, "try again");
                     }
@@ -397,22 +336,18 @@ impl WsSession {
     }
 
     fn authenticate(&mut self, id: Option<String>, token: String, ctx: &mut Ctx) {
-        let slot = self.reserve();
+        // The frames after it wait: a subscribe pipelined right behind must find the socket
+        // authenticated.
         self.blocked = true;
         let app = self.app.clone();
         ctx.spawn(async move { app.auth.authenticate(&token, false).await }.into_actor(self).map(
             move |res, act, ctx| match res {
                 Ok(caller) => {
                     act.caller = Some(caller);
-                    let reply = id.map(|id| (slot, id));
-                    if reply.is_none() {
-                        act.fill(slot, Vec::new(), After::None, ctx);
-                    }
-                    act.authenticated(reply, ctx);
+                    act.authenticated(Some(id), ctx);
                 }
                 Err(e) => {
-                    let frames = act.encode(Self::error_body(id, e.code, e.message, e.details));
-                    act.fill(slot, frames.into_iter().collect(), After::None, ctx);
+                    act.answer_api_error(id, e, ctx);
                     act.blocked = false;
                     act.pump(ctx);
                 }
@@ -532,8 +467,12 @@ impl WsSession {
                 return self.answer_error(id, ErrorCode::NotSubscribed, "subscribe to the case first", ctx);
             }
             ClientBody::MarkRead(m) => {
-                let res = self.app.registry.mark_read(m.case_id, who, m.seq);
-                return self.await_reply(id, res, ctx);
+                // Without an id the mark is still made; its answer is dropped.
+                let reply = match id {
+                    Some(id) => self.reply_for(id),
+                    None => Reply::socket(self.answers.clone(), u64::MAX),
+                };
+                return self.app.registry.mark_read(m.case_id, who, m.seq, reply);
             }
             ClientBody::SubscribeBoard(b) => return self.subscribe_board(id, b.org_id, ctx),
             ClientBody::UnsubscribeBoard(_) => {
@@ -564,41 +503,8 @@ impl WsSession {
             );
         };
         // Queued on the case now, in the order the socket read it.
-        let res = self.app.registry.submit(case_id, Command { who, client_id: Some(id.clone()), body: cmd });
-        self.await_reply(Some(id), res, ctx);
-    }
-
-    /// Reserves the answer of a queued command and fills it when the case answers.
-    fn await_reply(
-        &mut self,
-        id: Option<String>,
-        queued: Result<oneshot::Receiver<Result<CommandReply, CommandError>>, CommandError>,
-        ctx: &mut Ctx,
-    ) {
-        let rx = match queued {
-            Ok(rx) => rx,
-            Err(e) => return self.answer_api_error(id, ApiError::from(e), ctx),
-        };
-        let Some(id) = id else {
-            // No answer wanted; the command still runs.
-            return;
-        };
-        let token = self.reserve();
-        ctx.spawn(
-            async move { rx.await.unwrap_or_else(|_| Err(CommandError::unavailable())) }
-                .into_actor(self)
-                .map(move |res, act, ctx| {
-                    let body = match res {
-                        Ok(reply) => Self::ack_body(id, reply.seq),
-                        Err(e) => {
-                            let e = ApiError::from(e);
-                            Self::error_body(Some(id), e.code, e.message, e.details)
-                        }
-                    };
-                    let frames = act.encode(body).into_iter().collect();
-                    act.fill(token, frames, After::None, ctx);
-                }),
-        );
+        let reply = self.reply_for(id.clone());
+        self.app.registry.submit(case_id, Command { who, client_id: Some(id), body: cmd }, reply);
     }
 
     // --- subscriptions ---
@@ -610,7 +516,6 @@ impl WsSession {
             Ok(rx) => rx,
             Err(e) => return self.answer_api_error(id, ApiError::from(e), ctx),
         };
-        let token = self.reserve();
         // The frames after a subscribe wait for it: a command right after it must find the
         // subscription (and its events come after the subscription's backlog).
         self.blocked = true;
@@ -620,12 +525,8 @@ impl WsSession {
                 .map(move |res, act, ctx| {
                     act.blocked = false;
                     match res {
-                        Ok(sub) => act.subscribed(id, token, case_id, since, sub, ctx),
-                        Err(e) => {
-                            let e = ApiError::from(e);
-                            let frames = act.encode(Self::error_body(id, e.code, e.message, e.details));
-                            act.fill(token, frames.into_iter().collect(), After::None, ctx);
-                        }
+                        Ok(sub) => act.subscribed(id, case_id, since, sub, ctx),
+                        Err(e) => act.answer_api_error(id, ApiError::from(e), ctx),
                     }
                     act.pump(ctx);
                 }),
@@ -635,7 +536,6 @@ impl WsSession {
     fn subscribed(
         &mut self,
         id: Option<String>,
-        token: u64,
         case_id: CaseId,
         since: u64,
         sub: Subscription,
@@ -651,28 +551,15 @@ impl WsSession {
                 access,
                 visibility,
                 last_seq: since,
-                delivery: Delivery::Waiting { backlog, live },
+                delivery: Delivery::Attaching,
                 _presence: presence,
             },
         );
-        let mut frames = Vec::new();
-        if let Some(id) = id {
-            frames.extend(self.encode(Self::ack_body(id, Some(head))));
-        }
-        frames.extend(self.encode(ServerBody::Presence(Presence { case_id, users: present })));
+        self.answer_ack(id, Some(head), ctx);
+        self.send(ServerBody::Presence(Presence { case_id, users: present }));
         for (user_id, seq) in reads {
-            frames.extend(self.encode(ServerBody::Receipt(Receipt { case_id, user_id, seq })));
+            self.send(ServerBody::Receipt(Receipt { case_id, user_id, seq }));
         }
-        self.fill(token, frames, After::Deliver(case_id, generation), ctx);
-    }
-
-    /// The subscription's ack is out: deliver its backlog, then its live stream.
-    fn start_delivery(&mut self, case_id: CaseId, generation: u64, ctx: &mut Ctx) {
-        let Some(sub) = self.subs.get_mut(&case_id).filter(|s| s.generation == generation) else { return };
-        let Delivery::Waiting { backlog, live } = std::mem::replace(&mut sub.delivery, Delivery::Attaching)
-        else {
-            return;
-        };
         self.deliver_backlog(case_id, backlog, live, ctx);
     }
 
@@ -867,7 +754,6 @@ impl WsSession {
     fn subscribe_board(&mut self, id: Option<String>, org: Option<OrgId>, ctx: &mut Ctx) {
         let app = self.app.clone();
         let Some(user) = self.user() else { return };
-        let token = self.reserve();
         let fut = async move {
             let scope = board_scope(&app, user, org).await?;
             // Subscribe before reading the snapshot: nothing committed in between is missed;
@@ -878,39 +764,32 @@ impl WsSession {
         };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
             Ok((scope, rx, cases)) => {
-                let seen = cases.iter().map(|c| (c.case_id, c.seq)).collect();
-                let mut frames = Vec::new();
-                if let Some(id) = id {
-                    frames.extend(act.encode(Self::ack_body(id, None)));
+                if let Some(b) = act.board.take() {
+                    ctx.cancel_future(b.stream);
                 }
-                frames.extend(act.encode(ServerBody::Board(Board {
+                let seen = cases.iter().map(|c| (c.case_id, c.seq)).collect();
+                act.answer_ack(id, None, ctx);
+                act.send(ServerBody::Board(Board {
                     org_id: scope.org(),
                     snapshot: true,
                     cases,
                     removed: Vec::new(),
-                })));
-                act.fill(token, frames, After::Board(scope, rx, seen), ctx);
+                }));
+                let stream = ctx.add_stream(channel(rx, BoardItem));
+                act.board = Some(BoardSub { scope, seen, stream });
             }
-            Err(e) => {
-                let frames = act.encode(Self::error_body(id, e.code, e.message, e.details));
-                act.fill(token, frames.into_iter().collect(), After::None, ctx);
-            }
+            Err(e) => act.answer_api_error(id, e, ctx),
         }));
     }
 
     fn subscribe_inbox(&mut self, id: Option<String>, ctx: &mut Ctx) {
         let app = self.app.clone();
         let Some(user) = self.user() else { return };
-        let token = self.reserve();
         let fut = async move { app.db.memberships(user).await };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             let memberships = match res {
                 Ok(m) => m,
-                Err(e) => {
-                    let e = ApiError::from(e);
-                    let frames = act.encode(Self::error_body(id, e.code, e.message, e.details));
-                    return act.fill(token, frames.into_iter().collect(), After::None, ctx);
-                }
+                Err(e) => return act.answer_api_error(id, ApiError::from(e), ctx),
             };
             let mut orgs: HashMap<OrgId, InboxFilter> = HashMap::new();
             for m in memberships {
@@ -924,10 +803,29 @@ impl WsSession {
                     *e = InboxFilter::All;
                 }
             }
-            let frames = id.and_then(|id| act.encode(Self::ack_body(id, None))).into_iter().collect();
-            act.fill(token, frames, After::Inbox(orgs.into_iter().collect()), ctx);
+            for h in act.inbox.drain(..) {
+                ctx.cancel_future(h);
+            }
+            for (org, filter) in orgs {
+                let rx = act.app.registry.hubs().subscribe_activity(org);
+                act.inbox.push(ctx.add_stream(channel(rx, move |item| InboxItem(filter, item))));
+            }
+            act.answer_ack(id, None, ctx);
         }));
     }
+}
+
+impl StreamHandler<AnswerItem> for WsSession {
+    fn handle(&mut self, AnswerItem(answer): AnswerItem, ctx: &mut Self::Context) {
+        let Some(id) = self.unanswered.remove(&answer.token) else { return };
+        match answer.result {
+            Ok(reply) => self.answer_ack(Some(id), reply.seq, ctx),
+            Err(e) => self.answer_api_error(Some(id), ApiError::from(e), ctx),
+        }
+        self.update_gate();
+    }
+
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
 }
 
 /// What delivering one event did.
@@ -954,6 +852,9 @@ impl Actor for WsSession {
                 ctx.ping(b"");
             }
         });
+        if let Some(rx) = self.answers_rx.take() {
+            ctx.add_stream(tokio_stream::wrappers::UnboundedReceiverStream::new(rx).map(AnswerItem));
+        }
         if self.caller.is_some() {
             self.authenticated(None, ctx);
         } else {

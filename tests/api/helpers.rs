@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 pub const PASSWORD: &str = "correct horse battery";
-const WAIT: Duration = Duration::from_secs(15);
+pub const WAIT: Duration = Duration::from_secs(15);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -420,6 +420,44 @@ impl Ws {
         self.send_raw(bytes).await;
     }
 
+    /// Sends every frame in one write (as a client pipelining them does), flushing once.
+    pub async fn send_all(&mut self, frames: &[(String, ClientBody)]) {
+        for (id, body) in frames {
+            let bytes = self.codec.encode_client(&ClientMessage::new(id, body.clone())).expect("encode");
+            let m = if self.codec.is_binary() {
+                Message::Binary(bytes.into())
+            } else {
+                Message::Text(String::from_utf8(bytes).expect("utf8").into())
+            };
+            self.stream.feed(m).await.expect("feed");
+        }
+        self.stream.flush().await.expect("flush");
+    }
+
+    /// The answers (ack or error) in the order they arrive, until one per id has come; other
+    /// frames stay buffered.
+    pub async fn answers_in_order(
+        &mut self,
+        ids: &[String],
+    ) -> Vec<(String, Result<Option<u64>, ErrorFrame>)> {
+        let mut out = Vec::new();
+        while out.len() < ids.len() {
+            let f = self
+                .wait_for(|f| match f {
+                    ServerBody::Ack(a) => ids.contains(&a.id),
+                    ServerBody::Error(e) => e.id.as_ref().is_some_and(|i| ids.contains(i)),
+                    _ => false,
+                })
+                .await;
+            match f {
+                ServerBody::Ack(a) => out.push((a.id, Ok(a.seq))),
+                ServerBody::Error(e) => out.push((e.id.clone().unwrap_or_default(), Err(e))),
+                _ => unreachable!(),
+            }
+        }
+        out
+    }
+
     pub async fn send_raw(&mut self, bytes: Vec<u8>) {
         let m = if self.codec.is_binary() {
             Message::Binary(bytes.into())
@@ -563,4 +601,65 @@ impl Ws {
 /// An error frame's code.
 pub fn code(e: &ErrorFrame) -> ErrorCode {
     e.code
+}
+
+/// Holds the database's write lock from a separate connection.
+pub enum Locker {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Locker {
+    pub async fn lock(app: &TestApp) -> Self {
+        use sqlx::Connection;
+        match &app.state.db {
+            articula::store::Db::Sqlite(_) => {
+                let url = format!("sqlite://{}", app.dir.path().join("articula.db").display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("locker");
+                sqlx::query("BEGIN EXCLUSIVE").execute(&mut conn).await.expect("locker");
+                Locker::Sqlite(conn)
+            }
+            articula::store::Db::Postgres(pool) => {
+                let mut tx = pool.begin().await.expect("locker");
+                sqlx::query("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await
+                    .expect("locker");
+                Locker::Postgres(tx)
+            }
+        }
+    }
+
+    /// Waits until the server's group commit is running and held back by the lock: the
+    /// server says a commit is running (on both backends), and PostgreSQL also shows the
+    /// waiting lock in pg_locks.
+    pub async fn wait_until_blocked(&self, app: &TestApp) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while !app.state.registry.commit_queue().commit_running() {
+            assert!(std::time::Instant::now() < deadline, "no commit started");
+            tokio::task::yield_now().await;
+        }
+        if let (Locker::Postgres(_), articula::store::Db::Postgres(pool)) = (self, &app.state.db) {
+            loop {
+                let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_locks WHERE NOT granted")
+                    .fetch_one(pool)
+                    .await
+                    .expect("pg_locks");
+                if waiting > 0 {
+                    return;
+                }
+                assert!(std::time::Instant::now() < deadline, "the commit never waited for the lock");
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    pub async fn release(self) {
+        match self {
+            Locker::Sqlite(mut conn) => {
+                sqlx::query("ROLLBACK").execute(&mut conn).await.expect("locker");
+            }
+            Locker::Postgres(tx) => tx.rollback().await.expect("locker"),
+        }
+    }
 }

@@ -11,6 +11,7 @@ mod s3;
 mod auth;
 mod cases;
 mod files;
+mod hardening;
 mod realtime;
 mod security;
 mod sockets;

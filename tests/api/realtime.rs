@@ -155,57 +155,6 @@ async fn nothing_is_acked_or_seen_before_commit(app: TestApp) {
     assert_eq!(messages_count(&app, case).await, 1);
 }
 
-/// Holds the database's write lock from a separate connection.
-enum Locker {
-    Sqlite(sqlx::SqliteConnection),
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
-}
-
-impl Locker {
-    async fn lock(app: &TestApp) -> Self {
-        use sqlx::Connection;
-        match &app.state.db {
-            articula::store::Db::Sqlite(_) => {
-                let url = format!("sqlite://{}", app.dir.path().join("articula.db").display());
-                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-                sqlx::query("BEGIN EXCLUSIVE").execute(&mut conn).await.unwrap();
-                Locker::Sqlite(conn)
-            }
-            articula::store::Db::Postgres(pool) => {
-                let mut tx = pool.begin().await.unwrap();
-                sqlx::query("LOCK TABLE events IN ACCESS EXCLUSIVE MODE").execute(&mut *tx).await.unwrap();
-                Locker::Postgres(tx)
-            }
-        }
-    }
-
-    /// Waits until the server's commit is really waiting on the lock (PostgreSQL shows it in
-    /// pg_locks; SQLite gives no such signal, so there the quiet period alone is the check).
-    async fn wait_until_blocked(&self, app: &TestApp) {
-        if let (Locker::Postgres(_), articula::store::Db::Postgres(pool)) = (self, &app.state.db) {
-            loop {
-                let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_locks WHERE NOT granted")
-                    .fetch_one(pool)
-                    .await
-                    .unwrap();
-                if waiting > 0 {
-                    return;
-                }
-                tokio::task::yield_now().await;
-            }
-        }
-    }
-
-    async fn release(self) {
-        match self {
-            Locker::Sqlite(mut conn) => {
-                sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
-            }
-            Locker::Postgres(tx) => tx.rollback().await.unwrap(),
-        }
-    }
-}
-
 async fn resume_with_since_gives_exactly_the_missed_events(app: TestApp) {
     let w = app.world().await;
     let case = app.submitted_case(&w.doctor, "Crown", w.lab).await;
@@ -278,7 +227,7 @@ async fn a_retried_command_creates_nothing(app: TestApp) {
     assert_ne!(other, seq);
     assert_eq!(messages_count(&app, case).await, 2);
     // Also after the case's actor restarted from the log.
-    app.state.registry.inject_panic(case);
+    app.state.registry.inject_panic(case, articula_actors::case::PanicPoint::Now);
     let after = loop {
         match doctor.call_with_id(id, post(case, "once")).await {
             Ok(s) => break s,
@@ -657,7 +606,7 @@ async fn a_panicking_case_restarts_and_loses_nothing(app: TestApp) {
         for (i, id) in ids.iter().enumerate() {
             doctor.send_with_id(id, post(case, &format!("r{round} m{i}"))).await;
             if i == 5 {
-                app.state.registry.inject_panic(case);
+                app.state.registry.inject_panic(case, articula_actors::case::PanicPoint::Now);
             }
         }
         for (i, id) in ids.iter().enumerate() {

@@ -29,7 +29,7 @@ use articula_protocol::{
     TypingFrame, UserId,
 };
 use serde::Serialize;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{error, warn};
 
 pub use decide::{
@@ -125,15 +125,78 @@ pub struct CommandReply {
     pub duplicate: bool,
 }
 
-/// Where a command's answer goes.
-pub type Reply = oneshot::Sender<Result<CommandReply, CommandError>>;
+/// A command's answer, on a socket's answer channel.
+#[derive(Debug)]
+pub struct Answer {
+    /// Which command (the socket's own token).
+    pub token: u64,
+    /// The answer.
+    pub result: Result<CommandReply, CommandError>,
+}
+
+enum ReplyTo {
+    Once(oneshot::Sender<Result<CommandReply, CommandError>>),
+    Socket(mpsc::UnboundedSender<Answer>, u64),
+}
+
+/// Where a command's answer goes: a one-off channel (REST, uploads), or the answer channel of
+/// the socket that sent it — one channel per socket, written in the order the case actor
+/// decides, so that a socket's acks of one case arrive in the order of their seqs and a refusal
+/// arrives at once. Bounded by the socket, which stops reading while too many of its commands
+/// are unanswered. A reply dropped unanswered (a panic) answers `unavailable`.
+pub struct Reply(Option<ReplyTo>);
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reply")
+    }
+}
+
+impl Reply {
+    /// A one-off reply and its receiver.
+    pub fn once() -> (Self, oneshot::Receiver<Result<CommandReply, CommandError>>) {
+        let (tx, rx) = oneshot::channel();
+        (Self(Some(ReplyTo::Once(tx))), rx)
+    }
+
+    /// A reply on a socket's answer channel, for the command of `token`.
+    pub fn socket(tx: mpsc::UnboundedSender<Answer>, token: u64) -> Self {
+        Self(Some(ReplyTo::Socket(tx, token)))
+    }
+
+    /// Answers.
+    pub fn send(mut self, result: Result<CommandReply, CommandError>) {
+        if let Some(to) = self.0.take() {
+            Self::deliver(to, result);
+        }
+    }
+
+    fn deliver(to: ReplyTo, result: Result<CommandReply, CommandError>) {
+        match to {
+            ReplyTo::Once(tx) => {
+                let _ = tx.send(result);
+            }
+            ReplyTo::Socket(tx, token) => {
+                let _ = tx.send(Answer { token, result });
+            }
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Some(to) = self.0.take() {
+            Self::deliver(to, Err(CommandError::unavailable()));
+        }
+    }
+}
 
 /// A command, delivered by the registry.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct Submit {
     pub(crate) cmd: Command,
-    pub(crate) reply: Reply,
+    pub(crate) reply: Option<Reply>,
 }
 
 /// Marks the case read up to `seq` (delivered by the registry).
@@ -142,7 +205,7 @@ pub(crate) struct Submit {
 pub(crate) struct MarkRead {
     pub(crate) who: Principal,
     pub(crate) seq: u64,
-    pub(crate) reply: Reply,
+    pub(crate) reply: Option<Reply>,
 }
 
 /// Subscribes a socket to the case.
@@ -214,11 +277,40 @@ pub struct Typing {
 #[rtype(result = "()")]
 struct PresenceChanged;
 
+/// Where an injected fault strikes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PanicPoint {
+    /// At once, in the injection's own handler.
+    Now,
+    /// In the next command's handler.
+    Command,
+    /// In the next subscription's handler.
+    Subscribe,
+    /// In the next read mark's handler.
+    MarkRead,
+    /// In the next typing signal's handler.
+    Typing,
+    /// In the next presence change's handler (a subscriber leaving).
+    PresenceChanged,
+}
+
 /// Fault injection for tests: makes the actor panic inside a handler, to prove that its
 /// supervisor restarts it from durable state and nothing acknowledged is lost.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct InjectPanic;
+pub struct InjectPanic(pub PanicPoint);
+
+/// Panics when a fault was injected at `point` (test hook; see [`InjectPanic`]).
+fn strike(armed: &mut Option<PanicPoint>, point: PanicPoint) {
+    if *armed == Some(point) {
+        *armed = None;
+        // Deliberate: this is the fault-injection hook.
+        #[allow(clippy::panic)]
+        {
+            panic!("injected panic")
+        }
+    }
+}
 
 /// Who is subscribed to a case: counts per user, shared with the subscribers' guards so that a
 /// subscriber leaving needs no message that could be lost or grow a queue.
@@ -352,6 +444,8 @@ pub struct CaseActor {
     loaded_once: bool,
     /// Messages received through the registry (compared with what it sent before retiring).
     handled: u64,
+    /// An injected fault waiting for its handler (tests).
+    armed: Option<PanicPoint>,
 }
 
 /// Fewest milliseconds between two `typing` frames of one user.
@@ -378,6 +472,7 @@ impl CaseActor {
             last_touch: Instant::now(),
             loaded_once: false,
             handled: 0,
+            armed: None,
         }
     }
 
@@ -404,7 +499,7 @@ impl CaseActor {
     fn crash(&mut self, ctx: &mut Context<Self>) {
         for p in self.in_flight.drain(..).chain(self.queued.drain(..)) {
             for w in p.waiters {
-                let _ = w.send(Err(CommandError::unavailable()));
+                w.send(Err(CommandError::unavailable()));
             }
         }
         ctx.stop();
@@ -468,6 +563,8 @@ impl CaseActor {
             state.apply(ev, ev.digest);
         }
         metrics::histogram!("articula_case_load_events").record(events.len() as f64);
+        self.deps.loads.fetch_add(1, Ordering::Relaxed);
+        self.deps.loaded_events.fetch_add(events.len() as u64, Ordering::Relaxed);
         if self.loaded_once && state.seq > self.committed_seq {
             // A restart: events up to the durable head may never have been broadcast.
             // Subscribers fetch what they miss from the log.
@@ -509,7 +606,7 @@ impl CaseActor {
         let state = match self.ready() {
             Ok(s) => s,
             Err(e) => {
-                let _ = reply.send(Err(e));
+                reply.send(Err(e));
                 return;
             }
         };
@@ -518,26 +615,26 @@ impl CaseActor {
             && let Some(mark) = state.commands.get(cmd.who.user_id, id)
         {
             if mark.digest.is_some_and(|d| d != digest) {
-                let _ = reply.send(Err(CommandError::id_reused()));
+                reply.send(Err(CommandError::id_reused()));
             } else if mark.seq <= committed {
-                let _ = reply.send(Ok(CommandReply { seq: Some(mark.seq), duplicate: true }));
+                reply.send(Ok(CommandReply { seq: Some(mark.seq), duplicate: true }));
             } else if let Some(p) =
                 self.in_flight.iter_mut().chain(self.queued.iter_mut()).find(|p| p.seq == Some(mark.seq))
             {
                 p.waiters.push(reply);
             } else {
-                let _ = reply.send(Err(CommandError::unavailable()));
+                reply.send(Err(CommandError::unavailable()));
             }
             return;
         }
         let access = CaseAccess::of(&cmd.who, &state.visibility());
         if !access.any() && !cmd.who.system {
-            let _ = reply.send(Err(CommandError::not_found("case")));
+            reply.send(Err(CommandError::not_found("case")));
             return;
         }
         if busy {
             metrics::counter!("articula_case_busy_total").increment(1);
-            let _ = reply.send(Err(CommandError::busy()));
+            reply.send(Err(CommandError::busy()));
             return;
         }
         if !looked_up && let Some(message) = decide::message_to_look_up(state, &cmd.body) {
@@ -566,7 +663,7 @@ impl CaseActor {
             }
             Err(e) => {
                 warn!(case = %act.id, error = %e, "looking up a message failed");
-                let _ = reply.send(Err(CommandError::unavailable()));
+                reply.send(Err(CommandError::unavailable()));
             }
         }));
     }
@@ -582,13 +679,13 @@ impl CaseActor {
         let case_id = self.id;
         let snapshot_every = self.deps.config.snapshot_every.max(1) as u64;
         let Phase::Ready(state) = &mut self.phase else {
-            let _ = reply.send(Err(CommandError::unavailable()));
+            reply.send(Err(CommandError::unavailable()));
             return;
         };
         let data = match decide::decide(state, &access, &cmd.body) {
             Ok(d) => d,
             Err(e) => {
-                let _ = reply.send(Err(e));
+                reply.send(Err(e));
                 return;
             }
         };
@@ -636,7 +733,7 @@ impl CaseActor {
             _ => {
                 // Only a bug in the protocol types gets here; the state already holds the event.
                 error!(case = %case_id, "encoding an event failed");
-                let _ = reply.send(Err(CommandError::new(ErrorCode::Internal, "internal error")));
+                reply.send(Err(CommandError::new(ErrorCode::Internal, "internal error")));
                 return self.crash(ctx);
             }
         };
@@ -717,7 +814,7 @@ impl CaseActor {
                 *mark = (*mark).max(seq);
             }
             for w in p.waiters {
-                let _ = w.send(Ok(CommandReply { seq: p.seq, duplicate: false }));
+                w.send(Ok(CommandReply { seq: p.seq, duplicate: false }));
             }
             if let Some(fx) = p.effects {
                 if let Some(message) = fx.deleted {
@@ -758,13 +855,13 @@ impl CaseActor {
             match kind {
                 StoreErrorKind::Transient => {
                     for w in failing.waiters {
-                        let _ = w.send(Err(CommandError::unavailable()));
+                        w.send(Err(CommandError::unavailable()));
                     }
                 }
                 StoreErrorKind::Permanent => {
                     metrics::counter!("articula_commands_not_storable_total").increment(1);
                     for w in failing.waiters {
-                        let _ = w.send(Err(CommandError::not_storable()));
+                        w.send(Err(CommandError::not_storable()));
                     }
                 }
                 StoreErrorKind::Duplicate => self.answer_duplicate(failing),
@@ -778,7 +875,7 @@ impl CaseActor {
     fn answer_duplicate(&self, failing: Pending) {
         let Some((user, id, digest)) = failing.command else {
             for w in failing.waiters {
-                let _ = w.send(Err(CommandError::not_storable()));
+                w.send(Err(CommandError::not_storable()));
             }
             return;
         };
@@ -792,7 +889,7 @@ impl CaseActor {
                 Ok(None) | Err(_) => Err(CommandError::unavailable()),
             };
             for w in failing.waiters {
-                let _ = w.send(answer.clone());
+                w.send(answer.clone());
             }
         });
     }
@@ -848,16 +945,16 @@ impl CaseActor {
         let state = match self.ready() {
             Ok(s) => s,
             Err(e) => {
-                let _ = reply.send(Err(e));
+                reply.send(Err(e));
                 return;
             }
         };
         if !CaseAccess::of(&who, &state.visibility()).any() {
-            let _ = reply.send(Err(CommandError::not_found("case")));
+            reply.send(Err(CommandError::not_found("case")));
             return;
         }
         if seq > committed {
-            let _ = reply.send(Err(CommandError::invalid(format!(
+            reply.send(Err(CommandError::invalid(format!(
                 "seq {seq} is beyond the case's latest {committed}"
             ))));
             return;
@@ -866,11 +963,11 @@ impl CaseActor {
         let pending_mark = self.queued.iter().chain(self.in_flight.iter()).filter_map(|p| p.read_mark);
         let highest = pending_mark.filter(|(u, _)| *u == user_id).map(|(_, s)| s).max();
         if self.reads.get(&user_id).copied().max(highest).is_some_and(|s| s >= seq) {
-            let _ = reply.send(Ok(CommandReply { seq: None, duplicate: true }));
+            reply.send(Ok(CommandReply { seq: None, duplicate: true }));
             return;
         }
         if busy {
-            let _ = reply.send(Err(CommandError::busy()));
+            reply.send(Err(CommandError::busy()));
             return;
         }
         let frame = match Frame::ephemeral(
@@ -879,7 +976,7 @@ impl CaseActor {
         ) {
             Ok(f) => f,
             Err(_) => {
-                let _ = reply.send(Err(CommandError::new(ErrorCode::Internal, "internal error")));
+                reply.send(Err(CommandError::new(ErrorCode::Internal, "internal error")));
                 return;
             }
         };
@@ -987,7 +1084,11 @@ impl Handler<Submit> for CaseActor {
     fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
         self.last_touch = Instant::now();
         let Submit { cmd, reply } = msg;
-        self.guarded(ctx, |act, ctx| act.on_submit(cmd, reply, false, ctx));
+        let Some(reply) = reply else { return };
+        self.guarded(ctx, |act, ctx| {
+            strike(&mut act.armed, PanicPoint::Command);
+            act.on_submit(cmd, reply, false, ctx)
+        });
         self.after_message(ctx);
     }
 }
@@ -998,7 +1099,11 @@ impl Handler<MarkRead> for CaseActor {
     fn handle(&mut self, msg: MarkRead, ctx: &mut Context<Self>) {
         self.last_touch = Instant::now();
         let MarkRead { who, seq, reply } = msg;
-        self.guarded(ctx, |act, ctx| act.on_mark_read(who, seq, reply, ctx));
+        let Some(reply) = reply else { return };
+        self.guarded(ctx, |act, ctx| {
+            strike(&mut act.armed, PanicPoint::MarkRead);
+            act.on_mark_read(who, seq, reply, ctx)
+        });
         self.after_message(ctx);
     }
 }
@@ -1009,7 +1114,10 @@ impl Handler<Join> for CaseActor {
     fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) {
         self.last_touch = Instant::now();
         let Join { req, reply } = msg;
-        if let Some(res) = self.guarded(ctx, |act, ctx| act.on_join(req, ctx)) {
+        if let Some(res) = self.guarded(ctx, |act, ctx| {
+            strike(&mut act.armed, PanicPoint::Subscribe);
+            act.on_join(req, ctx)
+        }) {
             let _ = reply.send(res);
         }
         self.after_message(ctx);
@@ -1021,6 +1129,7 @@ impl Handler<PresenceChanged> for CaseActor {
 
     fn handle(&mut self, _: PresenceChanged, ctx: &mut Context<Self>) {
         self.guarded(ctx, |act, _| {
+            strike(&mut act.armed, PanicPoint::PresenceChanged);
             let present = act.presence.users();
             act.typing_at.retain(|u, _| present.contains(u));
             act.broadcast_presence();
@@ -1033,6 +1142,7 @@ impl Handler<Typing> for CaseActor {
 
     fn handle(&mut self, msg: Typing, ctx: &mut Context<Self>) {
         self.guarded(ctx, |act, _| {
+            strike(&mut act.armed, PanicPoint::Typing);
             if !act.presence.contains(msg.user_id) {
                 return;
             }
@@ -1055,14 +1165,9 @@ impl Handler<Typing> for CaseActor {
 impl Handler<InjectPanic> for CaseActor {
     type Result = ();
 
-    fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
+    fn handle(&mut self, InjectPanic(point): InjectPanic, ctx: &mut Context<Self>) {
         self.handled += 1;
-        self.guarded(ctx, |_, _| {
-            // Deliberate: this is the fault-injection hook.
-            #[allow(clippy::panic)]
-            {
-                panic!("injected panic")
-            }
-        });
+        self.armed = Some(point);
+        self.guarded(ctx, |act, _| strike(&mut act.armed, PanicPoint::Now));
     }
 }
