@@ -270,7 +270,7 @@ impl CaseState {
             commands: CommandWindow::default(),
         };
         for ev in events {
-            state.apply(ev, None);
+            state.apply(ev, ev.digest);
         }
         Some(state)
     }
@@ -524,5 +524,140 @@ impl CaseState {
             lab_id: self.lab_id,
             seq: self.seq,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use articula_protocol::{CaseStatus, EventData, MessageId, OrgId, UserId};
+
+    use super::*;
+    use crate::policy::{CaseAccess, Principal};
+
+    struct Log {
+        events: Vec<StoredEvent>,
+        case: CaseId,
+        doctor: UserId,
+    }
+
+    impl Log {
+        fn new(lab: Option<OrgId>) -> (Self, OrgId) {
+            let (case, doctor, clinic) = (CaseId::new(), UserId::new(), OrgId::new());
+            let mut log = Self { events: Vec::new(), case, doctor };
+            log.push(EventData::CaseCreated {
+                label: "Crown".into(),
+                clinic_id: clinic,
+                doctor_id: doctor,
+                lab_id: lab,
+                due_date: None,
+            });
+            (log, clinic)
+        }
+
+        fn push(&mut self, data: EventData) -> &StoredEvent {
+            let seq = self.events.len() as u64 + 1;
+            let client_id = Some(format!("c{seq}"));
+            self.events.push(StoredEvent {
+                case_id: self.case,
+                seq,
+                at: seq as i64,
+                actor: self.doctor,
+                client_id,
+                digest: Some(seq),
+                data,
+            });
+            self.events.last().unwrap_or_else(|| unreachable!())
+        }
+
+        fn status(&mut self, from: CaseStatus, to: CaseStatus) {
+            self.push(EventData::StatusChanged { from, to, reason: None });
+        }
+    }
+
+    #[test]
+    fn the_visibility_replayed_from_events_is_the_states_at_every_event() {
+        let (lab, other_lab) = (OrgId::new(), OrgId::new());
+        let (mut log, _) = Log::new(Some(lab));
+        use CaseStatus::*;
+        log.status(Draft, OnHold);
+        log.status(OnHold, Draft);
+        log.status(Draft, Submitted);
+        log.status(Submitted, OnHold);
+        log.push(EventData::CaseUpdated { label: None, due_date: None, lab_id: Some(Some(other_lab)) });
+        log.status(OnHold, Submitted);
+        log.status(Submitted, Received);
+        let mut state = CaseState::from_log(&log.events[..1]).unwrap_or_else(|| unreachable!());
+        let mut replayed = state.visibility();
+        let mut seen = Vec::new();
+        for ev in &log.events[1..] {
+            state.apply(ev, ev.digest);
+            replayed = replayed.after(&ev.data);
+            assert_eq!(replayed, state.visibility(), "after seq {}", ev.seq);
+            seen.push(state.lab_visible());
+        }
+        // A draft put on hold is still a draft; once submitted, hold does not hide it.
+        assert_eq!(seen, [false, false, true, true, true, true, true]);
+    }
+
+    #[test]
+    fn the_lab_sees_a_case_only_while_routed_to_it_and_submitted() {
+        let lab = OrgId::new();
+        let (mut log, clinic) = Log::new(Some(lab));
+        let tech = Principal::new(UserId::new(), [(lab, articula_protocol::Role::LabTech)]);
+        let admin = Principal::new(UserId::new(), [(clinic, articula_protocol::Role::ClinicAdmin)]);
+        let colleague = Principal::new(UserId::new(), [(clinic, articula_protocol::Role::Doctor)]);
+        let mut state = CaseState::from_log(&log.events).unwrap_or_else(|| unreachable!());
+        assert!(!CaseAccess::of(&tech, &state.visibility()).any());
+        assert!(CaseAccess::of(&admin, &state.visibility()).clinic_admin);
+        assert!(!CaseAccess::of(&colleague, &state.visibility()).any(), "doctors see their own cases only");
+        log.status(CaseStatus::Draft, CaseStatus::Submitted);
+        state.apply(&log.events[1], None);
+        assert!(CaseAccess::of(&tech, &state.visibility()).lab_tech);
+    }
+
+    #[test]
+    fn a_snapshot_restores_everything_but_the_message_cache() {
+        let (mut log, _) = Log::new(None);
+        log.push(EventData::MessagePosted {
+            message_id: MessageId::new(),
+            text: "hi".into(),
+            attachments: vec![],
+            reply_to: None,
+        });
+        log.push(EventData::RxEdited {
+            changes: vec![articula_protocol::RxFieldValue {
+                field: "teeth.11.shade".into(),
+                value: Some("A2".into()),
+            }],
+            voided_approvals: vec![],
+        });
+        let state = CaseState::from_log(&log.events).unwrap_or_else(|| unreachable!());
+        let back =
+            CaseState::from_snapshot(&state.snapshot().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((back.seq, back.rx_version, back.status), (3, 3, CaseStatus::Draft));
+        assert_eq!(back.rx, state.rx);
+        assert_eq!(back.commands.get(log.doctor, "c2"), Some(CommandMark { seq: 2, digest: Some(2) }));
+        assert!(back.messages.is_empty() && back.messages.incomplete());
+        assert!(!state.messages.incomplete());
+    }
+
+    #[test]
+    fn memory_of_messages_and_command_ids_is_bounded() {
+        let (mut log, _) = Log::new(None);
+        for _ in 0..(MESSAGE_CACHE + COMMAND_WINDOW) {
+            log.push(EventData::MessagePosted {
+                message_id: MessageId::new(),
+                text: "x".into(),
+                attachments: vec![],
+                reply_to: None,
+            });
+        }
+        let state = CaseState::from_log(&log.events).unwrap_or_else(|| unreachable!());
+        assert_eq!(state.messages.len(), MESSAGE_CACHE);
+        assert!(state.messages.incomplete());
+        assert_eq!(state.commands.len(), COMMAND_WINDOW);
+        assert!(state.commands.get(log.doctor, "c2").is_none());
+        let last = format!("c{}", log.events.len());
+        assert!(state.commands.get(log.doctor, &last).is_some());
     }
 }
