@@ -6,7 +6,7 @@
 import { signal } from '@preact/signals';
 import * as api from '../api';
 import type { CaseEvent, CaseStatus, CaseView, RxChange } from '../domain';
-import type { Ack, CaseSignal, RealtimeClient } from '../realtime';
+import { type Ack, type CaseSignal, CommandError, type RealtimeClient } from '../realtime';
 import { applyEvent, type CaseState } from './caseFold';
 import { labNames, learn, learnParticipants, people } from './people';
 
@@ -19,6 +19,10 @@ export interface Outgoing {
   /** The seq from the ack; the message is confirmed once the event with this seq is applied. */
   seq: number | null;
   error: string | null;
+  /** The failure may pass on a second try (the connection, not the server, failed). The
+   * realtime client retries the server's retryable answers itself, so what reaches here from
+   * the server was refused, and sending it again would be refused again. */
+  retryable?: boolean;
 }
 
 const TYPING_SHOWN_MS = 4_000;
@@ -26,6 +30,8 @@ const TYPING_SHOWN_MS = 4_000;
 export class CaseRoom {
   /** Bumped after each batch of applied events: read it to re-render on change. */
   readonly rev = signal(0);
+  /** Text handed back to the composer (a refused message the author is editing). */
+  readonly draft = signal<string | null>(null);
   state: CaseState | null = null;
   readonly view = signal<CaseView | null>(null);
   /** The case's head seq at the last subscribe: loaded once the fold reached it. */
@@ -207,7 +213,8 @@ export class CaseRoom {
           : this.outbox.value.map((o) => (o.key === item.key ? { ...o, seq } : o));
       },
       (e: Error) => {
-        this.outbox.value = this.outbox.value.map((o) => (o.key === item.key ? { ...o, error: e.message } : o));
+        const retryable = !(e instanceof CommandError);
+        this.outbox.value = this.outbox.value.map((o) => (o.key === item.key ? { ...o, error: e.message, retryable } : o));
       },
     );
   }
@@ -222,6 +229,14 @@ export class CaseRoom {
 
   discard(key: string) {
     this.outbox.value = this.outbox.value.filter((o) => o.key !== key);
+  }
+
+  /** Hands a refused message back to the composer, to be corrected and sent as a new one. */
+  editFailed(key: string) {
+    const item = this.outbox.value.find((o) => o.key === key);
+    if (!item) return;
+    this.discard(key);
+    this.draft.value = item.text;
   }
 
   edit(messageId: string, text: string) {

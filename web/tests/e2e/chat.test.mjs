@@ -3,6 +3,8 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import { openCase, PHONE, screenshot, setup, signIn } from './harness.mjs';
 
 const CASE = 'Crown 11 — shade A2';
@@ -85,5 +87,50 @@ test('the case list and the lab board mark new activity live', async () => {
   await doctor.getByLabel('Message', { exact: true }).fill('New scan is in the system.');
   await doctor.getByLabel('Message', { exact: true }).press('Enter');
   await card.locator('.dot-new').waitFor();
+  env.assertNoProblems();
+});
+
+test('a message the server refuses is not sent again, and its author is told why', async () => {
+  const { page } = await env.page();
+  // Count what the client really sends.
+  const sent = [];
+  page.on('websocket', (ws) => ws.on('framesent', (f) => typeof f.payload === 'string' && sent.push(f.payload)));
+  await signIn(page, 'doctor@demo.test');
+  await openCase(page, CASE);
+  const box = page.getByLabel('Message', { exact: true });
+
+  // Text that cannot be stored (a NUL, pasted in): refused before it gets a seq.
+  await box.fill('before\u0000after');
+  await page.getByRole('button', { name: 'Send' }).click();
+  await page.locator('.msg-failed', { hasText: 'control character U+0000' }).waitFor();
+
+  // A message the database refuses (a trigger stands in for any constraint): `not_storable`.
+  const db = path.join(env.server.dataDir, 'articula.db');
+  execFileSync('python3', [
+    '-c',
+    'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); ' +
+      'c.execute("CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.data LIKE \'%POISON%\' BEGIN SELECT RAISE(ABORT, \'poisoned\'); END"); c.commit()',
+    db,
+  ]);
+  await box.fill('POISON pill');
+  await page.getByRole('button', { name: 'Send' }).click();
+  await page.locator('.msg-failed', { hasText: 'could not store' }).waitFor();
+
+  // Both were sent once: a refusal that a retry cannot fix is not retried (a retryable error
+  // would keep the message pending, never failed).
+  const posts = (needle) => sent.filter((p) => p.includes('"post_message"') && p.includes(needle)).length;
+  assert.equal(posts('before\\u0000after'), 1);
+  assert.equal(posts('POISON pill'), 1);
+  // A refusal offers no retry (it would be refused again), but hands the text back to be edited.
+  await screenshot(page, 'chat-refused-desktop');
+  const poisoned = page.locator('.msg-failed', { hasText: 'could not store' });
+  assert.equal(await poisoned.getByRole('button', { name: 'Retry' }).count(), 0);
+  await poisoned.getByRole('button', { name: 'Edit' }).click();
+  await page.waitForFunction((el) => el.value === 'POISON pill', await box.elementHandle());
+  assert.equal(await poisoned.count(), 0);
+  // The room still works.
+  await box.fill('After the refusals');
+  await page.getByRole('button', { name: 'Send' }).click();
+  await page.locator('.msg:not(.msg-pending)', { hasText: 'After the refusals' }).waitFor();
   env.assertNoProblems();
 });

@@ -122,6 +122,7 @@ export async function startServer(env = {}) {
   }
   return {
     url,
+    dataDir,
     log: () => log,
     async stop() {
       if (child.exitCode === null) {

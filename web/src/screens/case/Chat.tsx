@@ -95,10 +95,18 @@ export function Chat({ r, user, access }: { r: CaseRoom; user: Me; access: CaseA
             <div class="msg-meta">
               {o.error ? (
                 <>
-                  <span class="error">Not sent: {o.error}</span>
-                  <button type="button" class="link" onClick={() => r.retry(o.key)}>
-                    Retry
-                  </button>
+                  <span class="error" role="alert">
+                    Not sent: {o.error}
+                  </span>
+                  {o.retryable ? (
+                    <button type="button" class="link" onClick={() => r.retry(o.key)}>
+                      Retry
+                    </button>
+                  ) : (
+                    <button type="button" class="link" onClick={() => r.editFailed(o.key)}>
+                      Edit
+                    </button>
+                  )}
                   <button type="button" class="link" onClick={() => r.discard(o.key)}>
                     Discard
                   </button>
@@ -301,6 +309,13 @@ function Composer({ r }: { r: CaseRoom }) {
   const [picking, setPicking] = useState(false);
   const lastTyping = useRef(0);
   const s = r.state!;
+  const handedBack = r.draft.value;
+  useEffect(() => {
+    if (handedBack !== null) {
+      setText(handedBack);
+      r.draft.value = null;
+    }
+  }, [handedBack]);
   const files = Object.values(s.files).sort((a, b) => b.seq - a.seq);
 
   function send(e?: Event) {
