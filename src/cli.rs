@@ -96,6 +96,19 @@ enum UserCmd {
         #[arg(long)]
         role: Role,
     },
+    /// Take a role in an organisation away from a user (their live sockets lose what it gave
+    /// them within a second).
+    Ungrant {
+        /// E-mail.
+        #[arg(long)]
+        email: String,
+        /// Organisation (id or name).
+        #[arg(long)]
+        org: String,
+        /// Role.
+        #[arg(long)]
+        role: Role,
+    },
     /// Give an existing user a role in an organisation.
     Grant {
         /// E-mail.
@@ -257,6 +270,16 @@ async fn user(settings: Settings, cmd: UserCmd) -> anyhow::Result<()> {
             check_role(role, org.kind)?;
             db.add_membership(user.id, org.id, role, now).await?;
             println!("{email} is now {role} of {}", org.name);
+        }
+        UserCmd::Ungrant { email, org, role } => {
+            let email = normalize_email(&email).map_err(|e| anyhow::anyhow!(e.message))?;
+            let user = db.user_by_email(&email).await?.with_context(|| format!("no user {email}"))?;
+            let org = find_org(&db, &org).await?;
+            if db.remove_membership(user.id, org.id, role, now).await? {
+                println!("{email} is no longer {role} of {}; live sockets follow within a second", org.name);
+            } else {
+                anyhow::bail!("{email} is not {role} of {}", org.name);
+            }
         }
         UserCmd::List { org } => {
             let org = match org {

@@ -23,6 +23,8 @@ pub struct SocketControl {
     pub session_id: SessionId,
     revoked: AtomicBool,
     notify: Notify,
+    /// The user's memberships changed: reload them.
+    memberships: Notify,
 }
 
 impl SocketControl {
@@ -42,6 +44,11 @@ impl SocketControl {
         self.revoked.store(true, Ordering::Release);
         self.notify.notify_one();
     }
+
+    /// Resolves when the user's memberships changed (since the last time it resolved).
+    pub async fn memberships_changed(&self) {
+        self.memberships.notified().await;
+    }
 }
 
 /// Every live socket, by user.
@@ -58,6 +65,7 @@ impl Revocations {
             session_id,
             revoked: AtomicBool::new(false),
             notify: Notify::new(),
+            memberships: Notify::new(),
         });
         self.sockets.entry(user_id).or_default().push(ctl.clone());
         ctl
@@ -85,6 +93,14 @@ impl Revocations {
         }
     }
 
+    /// Tells every socket of a user to reload their memberships.
+    pub fn memberships_changed(&self, user: UserId) {
+        if let Some(v) = self.sockets.get(&user) {
+            // notify_one keeps a permit: a change while the socket is reloading is not lost.
+            v.iter().for_each(|c| c.memberships.notify_one());
+        }
+    }
+
     /// Live sockets (for metrics).
     pub fn socket_count(&self) -> usize {
         self.sockets.iter().map(|e| e.value().len()).sum()
@@ -106,10 +122,13 @@ impl Revocations {
                 tick.tick().await;
                 match db.revocations_after(last).await {
                     Ok(rows) => {
-                        for (id, user, session) in rows {
+                        for (id, user, session, reason) in rows {
                             last = id;
                             match session {
                                 Some(s) => this.revoke_session(user, s),
+                                None if reason == crate::store::users::MEMBERSHIPS_CHANGED => {
+                                    this.memberships_changed(user)
+                                }
                                 None => this.revoke_user(user),
                             }
                         }

@@ -354,9 +354,9 @@ impl Db {
     pub async fn revocations_after(
         &self,
         id: i64,
-    ) -> Result<Vec<(i64, UserId, Option<SessionId>)>, StoreError> {
+    ) -> Result<Vec<(i64, UserId, Option<SessionId>, String)>, StoreError> {
         with_db!(self, pool => {
-            sqlx::query("SELECT id, user_id, session_id FROM revocations WHERE id > $1 ORDER BY id LIMIT 1000")
+            sqlx::query("SELECT id, user_id, session_id, reason FROM revocations WHERE id > $1 ORDER BY id LIMIT 1000")
                 .bind(id).fetch_all(pool).await?
                 .iter()
                 .map(|r| {
@@ -366,6 +366,7 @@ impl Db {
                         r.try_get("id")?,
                         parse(&user, "user id")?,
                         session.map(|s| parse(&s, "session id").map(SessionId)).transpose()?,
+                        r.try_get("reason")?,
                     ))
                 })
                 .collect()

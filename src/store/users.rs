@@ -177,7 +177,8 @@ impl Db {
         Ok(id)
     }
 
-    /// Gives a user a role in an organisation (again, if it had been revoked).
+    /// Gives a user a role in an organisation (again, if it had been revoked). Their live
+    /// sockets learn of it through the revocation log (`memberships_changed`).
     pub async fn add_membership(
         &self,
         user: UserId,
@@ -186,14 +187,46 @@ impl Db {
         now: i64,
     ) -> Result<(), StoreError> {
         with_db!(self, pool => {
+            let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO memberships (user_id, org_id, role, created_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (user_id, org_id, role) DO UPDATE SET revoked_at = NULL",
             )
             .bind(user.to_string()).bind(org.to_string()).bind(role.as_str()).bind(now)
-            .execute(pool).await?;
+            .execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO revocations (user_id, session_id, reason, at) VALUES ($1, NULL, $2, $3)")
+                .bind(user.to_string()).bind(MEMBERSHIPS_CHANGED).bind(now)
+                .execute(&mut *tx).await?;
+            tx.commit().await?;
         });
         Ok(())
+    }
+
+    /// Ends one membership of a user; false when they did not hold it. Their live sockets lose
+    /// what it gave them within a second (the revocation log).
+    pub async fn remove_membership(
+        &self,
+        user: UserId,
+        org: OrgId,
+        role: Role,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let n = with_db!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
+                "UPDATE memberships SET revoked_at = $4 WHERE user_id = $1 AND org_id = $2 AND role = $3 AND revoked_at IS NULL",
+            )
+            .bind(user.to_string()).bind(org.to_string()).bind(role.as_str()).bind(now)
+            .execute(&mut *tx).await?.rows_affected();
+            if n > 0 {
+                sqlx::query("INSERT INTO revocations (user_id, session_id, reason, at) VALUES ($1, NULL, $2, $3)")
+                    .bind(user.to_string()).bind(MEMBERSHIPS_CHANGED).bind(now)
+                    .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            n
+        });
+        Ok(n > 0)
     }
 
     /// Finds a user by e-mail (lower case).
@@ -335,3 +368,7 @@ impl Db {
         Ok(true)
     }
 }
+
+/// The revocation-log reason that tells live sockets to reload their user's memberships
+/// (rather than close).
+pub const MEMBERSHIPS_CHANGED: &str = "memberships_changed";

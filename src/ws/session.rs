@@ -294,6 +294,7 @@ impl WsSession {
                 .into_actor(self)
                 .map(|_, act, ctx| act.close(ctx, CloseCode::Other(CLOSE_REVOKED), "session revoked")),
         );
+        self.watch_memberships(control.clone(), ctx);
         self.control = Some(control);
         // The first check comes at a random point of the interval: sockets that connected
         // together (a reconnect storm, a restart) must not all query the database together.
@@ -333,6 +334,54 @@ impl WsSession {
                 }
             },
         ));
+    }
+
+    /// Reloads the user's memberships whenever they change, and re-evaluates what the socket
+    /// receives: cases it may no longer see are lost, the inbox follows the new organisations,
+    /// and a board the user no longer has is closed (`resync`, reason `board_restarted`).
+    fn watch_memberships(&mut self, control: Arc<SocketControl>, ctx: &mut Ctx) {
+        let app = self.app.clone();
+        let Some(user) = self.user() else { return };
+        let fut = async move {
+            control.memberships_changed().await;
+            (crate::http::cases::principal(&app, user).await, control)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(res, control), act, ctx| {
+            match res {
+                Ok(who) => act.memberships_reloaded(who, ctx),
+                Err(e) => {
+                    // Without knowing what the user may see now, the socket cannot go on.
+                    tracing::warn!(error = %e, "reloading a socket's memberships failed");
+                    return act.close(ctx, CloseCode::Again, "access changed; reconnect");
+                }
+            }
+            act.watch_memberships(control, ctx);
+        }));
+    }
+
+    fn memberships_reloaded(&mut self, who: Principal, ctx: &mut Ctx) {
+        let lost: Vec<(CaseId, u64)> = self
+            .subs
+            .iter_mut()
+            .filter_map(|(case, sub)| {
+                sub.access = CaseAccess::of(&who, &sub.visibility);
+                (!sub.access.any()).then_some((*case, sub.last_seq))
+            })
+            .collect();
+        for (case, last) in lost {
+            if let Some(CaseSub { delivery: Delivery::Live { stream }, .. }) = self.subs.get(&case) {
+                ctx.cancel_future(*stream);
+            }
+            self.lose(case, last);
+        }
+        self.who = Some(who);
+        if !self.inbox.is_empty() {
+            self.subscribe_inbox(None, ctx);
+        }
+        if let Some(board) = self.board.take() {
+            ctx.cancel_future(board.stream);
+            self.resync(None, "board_restarted", None);
+        }
     }
 
     fn authenticate(&mut self, id: Option<String>, token: String, ctx: &mut Ctx) {

@@ -18,6 +18,7 @@ both_backends!(
     a_resume_from_the_log_is_paged_and_meets_the_live_stream,
     long_cases_start_from_a_snapshot,
     access_is_decided_against_the_case_as_it_is_now,
+    a_membership_change_reaches_live_sockets,
     deleted_messages_keep_no_text_for_members,
     command_ids_are_exactly_once_beyond_the_window,
     a_panic_in_any_handler_loses_nothing,
@@ -571,6 +572,43 @@ async fn access_is_decided_against_the_case_as_it_is_now(app: TestApp) {
     assert!(!actors.contains(&tech_id.as_str()));
     let lab_admin_acts = actors.iter().filter(|a| **a == w.lab_admin.user_id.to_string()).count();
     assert_eq!(lab_admin_acts, 1);
+}
+
+async fn a_membership_change_reaches_live_sockets(app: TestApp) {
+    let w = app.world().await;
+    let case = app.submitted_case(&w.doctor, "Crown", w.lab).await;
+    let mut tech = app.ws(&w.tech, Codec::Json).await;
+    let head = tech.subscribe(case, 0).await;
+    tech.call(ClientBody::SubscribeBoard(SubscribeBoard { org_id: None })).await.unwrap();
+    // The technician leaves the lab (as `articula user ungrant` does): the live socket loses
+    // the case and the board within a second, without reconnecting.
+    let now = articula_actors::clock::now_ms();
+    assert!(app.state.db.remove_membership(w.tech.user_id, w.lab, Role::LabTech, now).await.unwrap());
+    let f = tech.wait_for(|f| matches!(f, ServerBody::Resync(r) if r.case_id == Some(case))).await;
+    assert!(
+        matches!(&f, ServerBody::Resync(r) if r.reason == "access_changed" && r.last_seq == Some(head)),
+        "{f:?}"
+    );
+    tech.wait_for(
+        |f| matches!(f, ServerBody::Resync(r) if r.case_id.is_none() && r.reason == "board_restarted"),
+    )
+    .await;
+    assert_eq!(tech.call(post(case, "still here?")).await.unwrap_err().code, ErrorCode::NotFound);
+    let board = tech.call(ClientBody::SubscribeBoard(SubscribeBoard { org_id: None })).await;
+    assert_eq!(board.unwrap_err().code, ErrorCode::NotFound);
+    // Given back: the same socket may subscribe again once it has reloaded.
+    app.state.db.add_membership(w.tech.user_id, w.lab, Role::LabTech, now).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match tech.call(ClientBody::Subscribe(Subscribe { case_id: case, since: Some(head) })).await {
+            Ok(Some(h)) => break assert_eq!(h, head),
+            Err(e) if e.code == ErrorCode::NotFound && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    tech.post(case, "back").await;
 }
 
 async fn deleted_messages_keep_no_text_for_members(app: TestApp) {
