@@ -915,7 +915,9 @@ impl CaseActor {
             && self.in_flight.is_empty()
             && self.queued.is_empty()
             && self.last_touch.elapsed() >= self.deps.config.idle_after;
-        if idle && matches!(self.phase, Phase::Ready(_) | Phase::Gone) {
+        // A case whose log could not be read (database down) retires too when nobody needs
+        // it: it retries its load every second, and ids probed meanwhile must not pile up.
+        if idle && matches!(self.phase, Phase::Ready(_) | Phase::Gone | Phase::Failed) {
             self.try_retire(ctx);
         }
     }
