@@ -50,7 +50,8 @@ test-loadtests:
 	cargo build --locked -p articula -p articula-loadtests --bins
 	$(CARGO_TARGET_DIR)/debug/articula-loadtests smoke --server $(CARGO_TARGET_DIR)/debug/articula
 
-## Real tus clients (tuspy, tus-js-client): a 200 MB upload interrupted and resumed, then verified.
+## Real tus clients (tuspy, tus-js-client): a 200 MB upload interrupted and resumed, then verified;
+## Python websockets + msgpack drive the WebSocket protocol in both codecs (tests/clients/ws_protocol.py).
 test-clients:
 	cargo build --locked --bin articula
 	bash tests/clients/run.sh

@@ -285,7 +285,7 @@ fn scan_msgpack_event(b: &[u8]) -> Option<Incoming> {
     MP_TYPE_EVENT.after(&b[..b.len().min(24)])?;
     let seq = read_uint(MP_SEQ.after(b)?)?;
     let case = MP_CASE.after(b).and_then(|r| match r {
-        // A UUID is 16 bytes (bin 8) in rmp-serde's compact form, or a 36-character string.
+        // Ids are 36-character strings (str 8); servers before that rule sent 16 bytes (bin 8).
         [0xc4, 16, rest @ ..] => rest.get(..16).and_then(|u| uuid::Uuid::from_slice(u).ok()).map(CaseId),
         [0xd9, 36, rest @ ..] | [0xa0..=0xbf, rest @ ..] => {
             rest.get(..36).and_then(|s| std::str::from_utf8(s).ok()).and_then(|s| s.parse().ok())

@@ -343,6 +343,31 @@ fn pin(name: &str, json: Vec<u8>, msgpack: Vec<u8>) -> Result<(), String> {
     Ok(())
 }
 
+/// The MessagePack form has the JSON form's shape exactly: the same maps, strings and numbers
+/// (ids as the same strings), and no binary value anywhere. Catches any type whose serde output
+/// depends on `is_human_readable()` (as `uuid::Uuid`'s does).
+fn same_shape(name: &str, json: &[u8], msgpack: &[u8]) {
+    fn no_bin(v: &rmpv::Value, at: &str) -> Result<(), String> {
+        match v {
+            rmpv::Value::Binary(b) => Err(format!("{at} is a {}-byte bin", b.len())),
+            rmpv::Value::Ext(..) => Err(format!("{at} is an ext value")),
+            rmpv::Value::Array(items) => {
+                items.iter().enumerate().try_for_each(|(i, x)| no_bin(x, &format!("{at}[{i}]")))
+            }
+            rmpv::Value::Map(entries) => entries.iter().try_for_each(|(k, x)| {
+                let key = k.as_str().ok_or_else(|| format!("{at}: a key that is not a string"))?;
+                no_bin(x, &format!("{at}.{key}"))
+            }),
+            _ => Ok(()),
+        }
+    }
+    let value = rmpv::decode::read_value(&mut &msgpack[..]).expect("msgpack");
+    no_bin(&value, "frame").unwrap_or_else(|e| panic!("{name}: {e}"));
+    let from_mp = serde_json::to_value(&value).expect("msgpack as JSON");
+    let from_json: serde_json::Value = serde_json::from_slice(json).expect("json");
+    assert_eq!(from_mp, from_json, "{name}: the MessagePack and JSON forms differ");
+}
+
 #[test]
 fn client_frames_are_pinned_and_round_trip_in_both_codecs() {
     let examples = client_examples();
@@ -356,6 +381,7 @@ fn client_frames_are_pinned_and_round_trip_in_both_codecs() {
         // The server's strict decoder reads what clients encode, in both codecs.
         assert_eq!(Codec::Json.decode_client(&json).as_ref(), Ok(&msg), "{name} json");
         assert_eq!(Codec::MsgPack.decode_client(&mp).as_ref(), Ok(&msg), "{name} msgpack");
+        same_shape(name, &json, &mp);
         pin(&format!("client.{name}"), json, mp).unwrap_or_else(|e| panic!("{e}"));
     }
 }
@@ -377,6 +403,7 @@ fn server_frames_and_events_are_pinned_and_round_trip_in_both_codecs() {
         let mp = Codec::MsgPack.encode_server(&msg).expect("encode msgpack");
         assert_eq!(Codec::Json.decode_server(&json).as_ref(), Ok(&msg), "{name} json");
         assert_eq!(Codec::MsgPack.decode_server(&mp).as_ref(), Ok(&msg), "{name} msgpack");
+        same_shape(name, &json, &mp);
         let prefix = if matches!(msg.body, ServerBody::Event(_)) { "event" } else { "server" };
         pin(&format!("{prefix}.{name}"), json, mp).unwrap_or_else(|e| panic!("{e}"));
     }

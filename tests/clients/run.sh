@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Real tus clients against a real server: tuspy (Python) and tus-js-client (Node.js) each upload a
-# 200 MB binary STL, lose their connection in the middle, resume from the offset the server
-# reports, and check what the server lists and serves (size and SHA-256).
+# Clients we did not write against a real server:
+# - python, node: tuspy and tus-js-client each upload a 200 MB binary STL, lose their connection in
+#   the middle, resume from the offset the server reports, and check what the server lists and
+#   serves (size and SHA-256);
+# - ws: Python `websockets` + `msgpack` drive the WebSocket protocol in both codecs
+#   (ws_protocol.py: frames pipelined in one write and answered in order; ids as REST's strings).
 #
-#   bash tests/clients/run.sh            # both clients
-#   bash tests/clients/run.sh python     # only tuspy      (or: node)
+#   bash tests/clients/run.sh            # every client
+#   bash tests/clients/run.sh python     # only tuspy      (or: node, ws; several may be named)
+#   WSTEST_GROUPS=ids bash tests/clients/run.sh ws     # only the id/codec checks of ws_protocol.py
 #
 # ARTICULA_BIN names the server binary (default $CARGO_TARGET_DIR/debug/articula); the Python
 # venv is the one .ci/deps.sh fills ($HOME/.cache/articula/venv), the Node.js packages are in
@@ -16,10 +20,12 @@ here="$(cd "$(dirname "$0")" && pwd)"
 bin="${ARTICULA_BIN:-$CARGO_TARGET_DIR/debug/articula}"
 venv="${ARTICULA_VENV:-$HOME/.cache/articula/venv}"
 clients=("$@")
-[ ${#clients[@]} -gt 0 ] || clients=(python node)
+[ ${#clients[@]} -gt 0 ] || clients=(python node ws)
 for c in "${clients[@]}"; do
-  case "$c" in python | node) ;; *) echo "unknown client '$c' (python or node)" >&2; exit 2 ;; esac
+  case "$c" in python | node | ws) ;; *) echo "unknown client '$c' (python, node or ws)" >&2; exit 2 ;; esac
 done
+# ordering and/or ids (ws_protocol.py's two groups of checks); both by default.
+read -r -a ws_groups <<<"${WSTEST_GROUPS:-}"
 
 [ -x "$bin" ] || { echo "no server binary at $bin (cargo build --bin articula, or set ARTICULA_BIN)" >&2; exit 1; }
 [ -x "$venv/bin/python" ] || { echo "no Python venv at $venv (run bash .ci/deps.sh)" >&2; exit 1; }
@@ -93,6 +99,8 @@ case_id="$(curl -sf --cacert "$cert" "$base/api/v1/cases" -H 'content-type: appl
 echo "server $base ready (pid $server_pid), case $case_id"
 
 export TUSTEST_BASE_URL="$base" TUSTEST_CA="$cert" TUSTEST_TOKEN="$token" TUSTEST_CASE_ID="$case_id"
+# ws_protocol.py signs in and creates its cases itself, over REST.
+export WSTEST_BASE_URL="$base" WSTEST_CA="$cert" WSTEST_EMAIL="$email" WSTEST_PASSWORD="$password"
 # The clients run at the same time (the debug server is CPU-bound: this halves the wall time), each
 # into its own log, printed when it ends; each is stopped after TUSTEST_TIMEOUT seconds.
 limit="${TUSTEST_TIMEOUT:-1200}"
@@ -103,6 +111,9 @@ for c in "${clients[@]}"; do
   if [ "$c" = python ]; then
     TUSTEST_WORK_DIR="$work/$c" REQUESTS_CA_BUNDLE="$cert" \
       timeout "$limit" "$venv/bin/python" -u "$here/tuspy_resume.py" >"$work/$c.log" 2>&1 &
+  elif [ "$c" = ws ]; then
+    timeout "$limit" "$venv/bin/python" -u "$here/ws_protocol.py" ${ws_groups[@]+"${ws_groups[@]}"} \
+      >"$work/$c.log" 2>&1 &
   else
     TUSTEST_WORK_DIR="$work/$c" timeout "$limit" node "$here/node/tus_resume.mjs" >"$work/$c.log" 2>&1 &
   fi
