@@ -118,6 +118,7 @@ async fn new_case(
         actor: doctor,
         client_id: None,
         digest: None,
+        ip: None,
         data: EventData::CaseCreated {
             label: label.to_owned(),
             clinic_id: clinic,

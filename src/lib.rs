@@ -3,6 +3,7 @@
 //! The composition root (`startup`) wires the database (`store`), sign-in (`auth`), the case
 //! actors (crate `articula-actors`), the REST API (`http`) and the WebSocket sessions (`ws`).
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -167,6 +167,9 @@ impl Application {
             },
         );
 
+        // The audit log tails the event feed and the audit inbox from its checkpoint.
+        crate::audit::AuditActor::new(db.clone()).start();
+
         let keyring = Arc::new(crate::objects::keys::Keyring::load(&settings, db.clone())?);
         let files = Arc::new(crate::uploads::Files::new(&settings, keyring).await.context("object storage")?);
         files.spawn_expiry(db.clone());

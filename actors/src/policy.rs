@@ -18,17 +18,25 @@ pub struct Principal {
     pub memberships: Arc<[(OrgId, Role)]>,
     /// The server acting on the user's behalf (a transcript of their voice note), not the user.
     pub system: bool,
+    /// The address the user's request or socket comes from (for the audit log).
+    pub ip: Option<Arc<str>>,
 }
 
 impl Principal {
     /// A user with these memberships.
     pub fn new(user_id: UserId, memberships: impl IntoIterator<Item = (OrgId, Role)>) -> Self {
-        Self { user_id, memberships: memberships.into_iter().collect(), system: false }
+        Self { user_id, memberships: memberships.into_iter().collect(), system: false, ip: None }
+    }
+
+    /// The same, coming from `ip`.
+    pub fn from_ip(mut self, ip: impl Into<Arc<str>>) -> Self {
+        self.ip = Some(ip.into());
+        self
     }
 
     /// The server, acting for `user_id` (no memberships of its own).
     pub fn system(user_id: UserId) -> Self {
-        Self { user_id, memberships: Arc::from(Vec::new()), system: true }
+        Self { user_id, memberships: Arc::from(Vec::new()), system: true, ip: None }
     }
 
     /// Whether the user holds `role` in `org`.

@@ -20,6 +20,8 @@ pub struct StoredEvent {
     /// Digest of the command that created it, to tell a retry from another command reusing
     /// the id (`None` for events without a client id, and for events stored before digests).
     pub digest: Option<u64>,
+    /// The address the command came from, for its audit entry (never sent to clients).
+    pub ip: Option<String>,
     /// What happened.
     pub data: EventData,
 }
@@ -30,6 +32,8 @@ pub struct StoredEvent {
 pub struct CaseRow {
     /// The case.
     pub case_id: CaseId,
+    /// Its clinic.
+    pub clinic_id: OrgId,
     /// Label.
     pub label: String,
     /// Status.

@@ -180,6 +180,7 @@ pub async fn create(
         actor: caller.user_id,
         client_id: None,
         digest: None,
+        ip: None,
         data: EventData::CaseCreated {
             label,
             clinic_id: clinic,
@@ -245,13 +246,14 @@ pub struct PatchCase {
     responses((status = 200, body = CaseView), (status = 403), (status = 404), (status = 409), (status = 422)), security(("bearer" = [])))]
 pub async fn update(
     caller: Caller,
+    ip: super::ClientIp,
     app: web::Data<AppState>,
     id: web::Path<CaseId>,
     body: web::Json<PatchCase>,
 ) -> Result<HttpResponse, ApiError> {
     let case_id = id.into_inner();
     require_access(&app, caller.user_id, case_id).await?;
-    let who = principal(&app, caller.user_id).await?;
+    let who = principal(&app, caller.user_id).await?.from_ip(ip.0);
     let body = body.into_inner();
     if let Some(Some(lab)) = body.lab_id {
         ensure_lab(&app, lab).await?;
@@ -283,13 +285,14 @@ pub struct StatusChange {
     responses((status = 200, body = CaseView), (status = 404), (status = 409, description = "invalid_transition")), security(("bearer" = [])))]
 pub async fn set_status(
     caller: Caller,
+    ip: super::ClientIp,
     app: web::Data<AppState>,
     id: web::Path<CaseId>,
     body: web::Json<StatusChange>,
 ) -> Result<HttpResponse, ApiError> {
     let case_id = id.into_inner();
     require_access(&app, caller.user_id, case_id).await?;
-    let who = principal(&app, caller.user_id).await?;
+    let who = principal(&app, caller.user_id).await?.from_ip(ip.0);
     let body = body.into_inner();
     let cmd = CaseCommand::SetStatus(SetStatus { case_id, status: body.status, reason: body.reason });
     app.registry.command(case_id, Command { who, client_id: None, body: cmd }).await?;

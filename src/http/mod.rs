@@ -55,6 +55,37 @@ async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
 }
 
 /// A resource whose unmatched methods answer 405 with a JSON error.
+/// The address a request comes from: the peer, or with `trust_proxy` the client address the
+/// proxy reports (`X-Forwarded-For`, `Forwarded`).
+pub struct ClientIp(pub String);
+
+impl actix_web::FromRequest for ClientIp {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let trust = req.app_data::<web::Data<crate::state::AppState>>().is_some_and(|a| a.settings.trust_proxy);
+        let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+        let ip = if trust {
+            req.connection_info().realip_remote_addr().map(str::to_owned).unwrap_or(peer)
+        } else {
+            peer
+        };
+        std::future::ready(Ok(ClientIp(ip)))
+    }
+}
+
+/// The client address of a WebSocket upgrade (the same rule as [`ClientIp`]).
+pub fn upgrade_ip(req: &actix_http::Request, trust_proxy: bool) -> String {
+    let forwarded = trust_proxy
+        .then(|| req.head().headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()))
+        .flatten()
+        .and_then(|v| v.split(',').next())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty());
+    forwarded.or_else(|| req.peer_addr().map(|a| a.ip().to_string())).unwrap_or_default()
+}
+
 pub fn resource(path: &str) -> Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }

@@ -9,7 +9,7 @@ use articula_actors::ports::{
     self, CaseRow, CaseStore, FoundCommand, LoadedCase, LoadedSnapshot, PersistItem, StoreErrorKind,
     StoredEvent, StoredMessage,
 };
-use articula_protocol::{CaseId, EventData, MessageId, UserId};
+use articula_protocol::{CaseId, CaseStatus, EventData, MessageId, UserId};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
@@ -34,9 +34,13 @@ where
         actor: parse(&actor, "actor id")?,
         client_id: r.try_get("client_id")?,
         digest: digest.and_then(|d| u64::from_str_radix(&d, 16).ok()),
+        ip: None,
         data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?,
     })
 }
+
+/// The PostgreSQL advisory lock that orders writes to `event_feed`.
+const FEED_LOCK: i64 = 0x4172_7469_6375_6c61; // "Articula"
 
 /// The columns [`event_from_row`] reads.
 const EVENT_COLS: &str = "seq, at, actor_id, data, client_id, command_digest";
@@ -183,6 +187,7 @@ impl Db {
         doctor: &str,
     ) -> Result<(), StoreError> {
         let data = serde_json::to_string(&first.data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let is_pg = matches!(self, Db::Postgres(_));
         with_db!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
@@ -192,10 +197,16 @@ impl Db {
             .bind(row.case_id.to_string()).bind(clinic).bind(doctor).bind(row.lab_id.map(|l| l.to_string()))
             .bind(&row.label).bind(row.status.as_str()).bind(&row.due_date).bind(first.at).bind(first.seq as i64)
             .execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO events (case_id, seq, kind, actor_id, at, data, client_id, command_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            sqlx::query("INSERT INTO events (case_id, seq, kind, actor_id, at, data, client_id, command_digest, ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
                 .bind(first.case_id.to_string()).bind(first.seq as i64).bind(first.data.kind())
                 .bind(first.actor.to_string()).bind(first.at).bind(data).bind(&first.client_id)
-                .bind(digest_hex(first.digest))
+                .bind(digest_hex(first.digest)).bind(first.ip.as_deref())
+                .execute(&mut *tx).await?;
+            if is_pg {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(FEED_LOCK).execute(&mut *tx).await?;
+            }
+            sqlx::query("INSERT INTO event_feed (case_id, seq, clinic_id, lab_id) VALUES ($1, $2, $3, NULL)")
+                .bind(first.case_id.to_string()).bind(first.seq as i64).bind(clinic)
                 .execute(&mut *tx).await?;
             tx.commit().await?;
         });
@@ -455,19 +466,26 @@ impl Db {
     async fn commit_items(&self, items: &[PersistItem]) -> Result<(), StoreError> {
         let mut last_rows: HashMap<CaseId, &CaseRow> = HashMap::new();
         let mut events = Vec::new();
+        let mut feed = Vec::new();
         for item in items {
             if let PersistItem::Event { event, row } = item {
                 last_rows.insert(row.case_id, row);
                 let data =
                     serde_json::to_string(&event.data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 events.push((event, data));
+                // The organisations whose audit chains the event joins: the clinic, and the
+                // lab when the case is visible to it after the event.
+                let effective = if row.status == CaseStatus::OnHold { row.status_before_hold } else { Some(row.status) };
+                let lab = row.lab_id.filter(|_| effective != Some(CaseStatus::Draft));
+                feed.push((event.case_id, event.seq, row.clinic_id, lab));
             }
         }
+        let is_pg = matches!(self, Db::Postgres(_));
         with_db!(self, pool => {
             let mut tx = pool.begin().await?;
             // The log first: one multi-row insert per chunk (bounded by the parameter limits).
             for chunk in events.chunks(500) {
-                let mut qb = sqlx::QueryBuilder::new("INSERT INTO events (case_id, seq, kind, actor_id, at, data, client_id, command_digest) ");
+                let mut qb = sqlx::QueryBuilder::new("INSERT INTO events (case_id, seq, kind, actor_id, at, data, client_id, command_digest, ip) ");
                 qb.push_values(chunk, |mut b, (e, data)| {
                     b.push_bind(e.case_id.to_string())
                         .push_bind(e.seq as i64)
@@ -476,7 +494,26 @@ impl Db {
                         .push_bind(e.at)
                         .push_bind(data.as_str())
                         .push_bind(e.client_id.as_deref())
-                        .push_bind(digest_hex(e.digest));
+                        .push_bind(digest_hex(e.digest))
+                        .push_bind(e.ip.as_deref());
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+            // The feed of durable subscribers (audit), in commit order.
+            if is_pg && !feed.is_empty() {
+                // PostgreSQL hands out sequence values before commit: held until this commit,
+                // the lock makes feed positions follow commit order (case creations also
+                // write the feed), so a subscriber's checkpoint never passes a row that is not
+                // committed yet.
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(FEED_LOCK).execute(&mut *tx).await?;
+            }
+            for chunk in feed.chunks(1000) {
+                let mut qb = sqlx::QueryBuilder::new("INSERT INTO event_feed (case_id, seq, clinic_id, lab_id) ");
+                qb.push_values(chunk, |mut b, (case, seq, clinic, lab)| {
+                    b.push_bind(case.to_string())
+                        .push_bind(*seq as i64)
+                        .push_bind(clinic.to_string())
+                        .push_bind(lab.map(|l| l.to_string()));
                 });
                 qb.build().execute(&mut *tx).await?;
             }

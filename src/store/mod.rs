@@ -3,6 +3,7 @@
 //! [`with_db!`] macro expands the same body for each driver, so both are type-checked and
 //! nothing is lost to a lowest-common-denominator driver.
 
+pub mod audit;
 pub mod cases;
 pub mod events;
 pub mod files;

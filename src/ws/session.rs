@@ -133,6 +133,8 @@ pub struct WsSession {
     out: SharedOutbox,
     /// Whether the transport may read the socket.
     gate: Rc<ReadGate>,
+    /// The client's address (for the audit log).
+    ip: Arc<str>,
     caller: Option<Caller>,
     /// The caller with their memberships, once loaded.
     who: Option<Principal>,
@@ -173,9 +175,11 @@ impl WsSession {
         caller: Option<Caller>,
         out: SharedOutbox,
         gate: Rc<ReadGate>,
+        ip: String,
     ) -> Self {
         let (answers, answers_rx) = mpsc::unbounded_channel();
         Self {
+            ip: ip.into(),
             app,
             codec,
             out,
@@ -307,7 +311,8 @@ impl WsSession {
         self.blocked = true;
         let app = self.app.clone();
         let user = caller.user_id;
-        ctx.spawn(async move { crate::http::cases::principal(&app, user).await }.into_actor(self).map(
+        let ip = self.ip.clone();
+        ctx.spawn(async move { crate::http::cases::principal(&app, user).await.map(|p| p.from_ip(ip)) }.into_actor(self).map(
             move |res, act, ctx| {
                 let welcome = ServerBody::Welcome(Welcome {
                     user_id: user,
@@ -342,9 +347,10 @@ impl WsSession {
     fn watch_memberships(&mut self, control: Arc<SocketControl>, ctx: &mut Ctx) {
         let app = self.app.clone();
         let Some(user) = self.user() else { return };
+        let ip = self.ip.clone();
         let fut = async move {
             control.memberships_changed().await;
-            (crate::http::cases::principal(&app, user).await, control)
+            (crate::http::cases::principal(&app, user).await.map(|p| p.from_ip(ip)), control)
         };
         ctx.spawn(fut.into_actor(self).map(|(res, control), act, ctx| {
             match res {

@@ -159,6 +159,7 @@ where
             return None;
         }
     };
+    let ip = crate::http::upgrade_ip(&req, app.settings.trust_proxy);
     drop(req);
     framed.send((accepted.response, BodySize::None).into()).await.ok()?;
     // Only what the client already sent after its handshake is kept, copied out of the
@@ -170,7 +171,7 @@ where
     let outbox = SharedOutbox::default();
     let gate = Rc::new(ReadGate::default());
     let session =
-        WsSession::new(app.into_inner(), accepted.codec, accepted.caller, outbox.clone(), gate.clone());
+        WsSession::new(app.into_inner(), accepted.codec, accepted.caller, outbox.clone(), gate.clone(), ip);
     let input = Input { io: io.clone(), early: Some(early), gate, budget: READ_BUDGET };
     let output =
         WebsocketContext::with_codec(session, input, actix_http::ws::Codec::new().max_size(MAX_WS_FRAME));

@@ -52,6 +52,7 @@ async fn quick_case(app: &TestApp, clinic: OrgId, doctor: UserId, label: &str) -
         actor: doctor,
         client_id: None,
         digest: None,
+        ip: None,
         data: EventData::CaseCreated {
             label: label.into(),
             clinic_id: clinic,

@@ -700,6 +700,7 @@ impl CaseActor {
             at,
             actor: cmd.who.user_id,
             digest: cmd.client_id.as_ref().map(|_| digest),
+            ip: cmd.who.ip.as_deref().map(str::to_owned),
             client_id: cmd.client_id,
             data,
         };

@@ -499,6 +499,7 @@ impl CaseState {
     pub fn row(&self) -> CaseRow {
         CaseRow {
             case_id: self.id,
+            clinic_id: self.clinic_id,
             label: self.label.clone(),
             status: self.status,
             status_before_hold: self.status_before_hold,
@@ -564,6 +565,7 @@ mod tests {
                 actor: self.doctor,
                 client_id,
                 digest: Some(seq),
+                ip: None,
                 data,
             });
             self.events.last().unwrap_or_else(|| unreachable!())
