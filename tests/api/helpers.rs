@@ -47,6 +47,23 @@ macro_rules! both_backends {
     )+};
 }
 
+/// Like [`both_backends!`], with settings changed by `$tweak`, a `fn(&mut Settings)` of the calling module.
+#[macro_export]
+macro_rules! both_backends_with {
+    ($tweak:ident; $($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[actix_web::test]
+            async fn sqlite() {
+                super::$name($crate::helpers::spawn_app_with($crate::helpers::Backend::Sqlite, super::$tweak).await).await
+            }
+            #[actix_web::test]
+            async fn postgres() {
+                super::$name($crate::helpers::spawn_app_with($crate::helpers::Backend::Postgres, super::$tweak).await).await
+            }
+        }
+    )+};
+}
+
 pub struct TestApp {
     pub backend: Backend,
     pub url: String,
