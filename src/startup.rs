@@ -84,7 +84,7 @@ fn serve(
             .app_data(state)
             .wrap(http::headers::security_headers())
             .wrap(middleware::Compress::default())
-            .wrap(tracing_actix_web::TracingLogger::default())
+            .wrap(tracing_actix_web::TracingLogger::<crate::telemetry::RequestSpan>::new())
             .configure(|cfg| http::routes(cfg, max_body))
             .into_factory()
             .map_err(|e: actix_web::Error| e.error_response())

@@ -292,7 +292,8 @@ impl Auth {
                 portal,
             }),
             Refresh::Reused { session_id, user_id } => {
-                tracing::warn!(user = %user_id, session = %session_id, "refresh token reused: session revoked");
+                // No session id in logs (see `http::auth::login`); `sessions.revoked_reason` says which.
+                tracing::warn!(user = %user_id, "refresh token reused: session revoked");
                 self.revocations.revoke_session(user_id, session_id);
                 Err(ApiError::new(
                     ErrorCode::TokenReused,

@@ -450,6 +450,137 @@ impl Drop for Served {
     }
 }
 
+mod the_request_log_shows_paths_but_no_link_signature_session_or_token {
+    use crate::helpers::Backend;
+    #[actix_web::test]
+    async fn sqlite() {
+        super::the_request_log_shows_paths_but_no_link_signature_session_or_token(Backend::Sqlite).await
+    }
+    #[actix_web::test]
+    async fn postgres() {
+        super::the_request_log_shows_paths_but_no_link_signature_session_or_token(Backend::Postgres).await
+    }
+}
+
+/// The server's own JSON log (a real `articula serve`, its stdout): a signed-link download and
+/// requests with an access token in the URL are logged by path, without the link's signature, the
+/// session id, or the token.
+async fn the_request_log_shows_paths_but_no_link_signature_session_or_token(backend: Backend) {
+    struct Database(Option<String>);
+    impl Drop for Database {
+        fn drop(&mut self) {
+            if let Some(url) = &self.0 {
+                drop_pg_db(url);
+            }
+        }
+    }
+    // Declared before the server, so dropped after it.
+    let db = Database((backend == Backend::Postgres).then(fresh_pg_db));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_string_lossy().into_owned();
+    let mut env = vec![
+        ("ARTICULA_DATA_DIR", data.as_str()),
+        ("ARTICULA_BIND", "127.0.0.1:0"),
+        ("ARTICULA_TLS", "off"),
+        ("ARTICULA_LOG", "info"),
+        ("ARTICULA_LOG_FORMAT", "json"),
+        ("ARTICULA_ARGON2_MEMORY_KIB", "64"),
+        ("ARTICULA_ARGON2_ITERATIONS", "1"),
+        ("ARTICULA_DEMO_PASSWORD", "demo pass 4711"),
+    ];
+    if let Some(url) = &db.0 {
+        env.push(("ARTICULA_DATABASE_URL", url));
+    }
+    let served = Served::start_with(&["--demo"], None, &env);
+    served.wait_for_line("Password for all");
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", served.url);
+
+    let login: Value = http
+        .post(url("/api/v1/auth/login"))
+        .json(&json!({"email": "doctor@demo.test", "password": "demo pass 4711", "portal": "clinic"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = login["access_token"].as_str().unwrap().to_owned();
+    let refresh = login["refresh_token"].as_str().unwrap().to_owned();
+    let session = login["session_id"].as_str().unwrap().to_owned();
+    let cases: Value =
+        http.get(url("/api/v1/cases")).bearer_auth(&access).send().await.unwrap().json().await.unwrap();
+    let mut file = None;
+    for c in cases.as_array().unwrap() {
+        let files: Value = http
+            .get(url(&format!("/api/v1/cases/{}/files", c["id"].as_str().unwrap())))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        file =
+            file.or_else(|| files.as_array().unwrap().first().map(|f| f["id"].as_str().unwrap().to_owned()));
+    }
+    let file = file.expect("the demo has files");
+    let link: Value = http
+        .post(url(&format!("/api/v1/files/{file}/link")))
+        .bearer_auth(&access)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let link = link["url"].as_str().unwrap().to_owned();
+    let link = link.strip_prefix(&served.url).unwrap_or(&link).to_owned();
+    let (path, query) = link.split_once('?').unwrap();
+    let param =
+        |name: &str| query.split('&').find_map(|kv| kv.strip_prefix(&format!("{name}="))).unwrap().to_owned();
+    let (sig, link_session) = (param("sig"), param("s"));
+    assert_eq!(link_session, session);
+    let res = http.get(url(&link)).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // An access token in the URL is refused (tokens go in the Authorization header), but it is a
+    // live token all the same.
+    let res = http.get(url(&format!("/api/v1/me?access_token={access}"))).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = http.get(url(&format!("/api/v1/cases?token={access}&q=Crown"))).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // Both refusals are logged (in order, after the download).
+    served.wait_for_line("/api/v1/me");
+    served.wait_for_line("/api/v1/cases");
+
+    let out = served.output();
+    let lines: Vec<Value> = out.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let download = lines
+        .iter()
+        .find(|v| v["message"] == "download")
+        .unwrap_or_else(|| panic!("no download line: {out}"));
+    assert_eq!(download["span"]["http.target"], path, "{download}");
+    let refused = lines
+        .iter()
+        .find(|v| {
+            v["level"] == "WARN"
+                && v["span"]["http.target"].as_str().is_some_and(|t| t.starts_with("/api/v1/me"))
+        })
+        .unwrap_or_else(|| panic!("the refused request is not logged: {out}"));
+    assert_eq!(refused["span"]["http.target"], "/api/v1/me", "{refused}");
+    for (what, secret) in [
+        ("link signature", &sig),
+        ("session id", &session),
+        ("access token", &access),
+        ("refresh token", &refresh),
+    ] {
+        assert!(!out.contains(secret.as_str()), "the {what} is in the log: {out}");
+    }
+    // What people searched for stays out too (case labels name patients).
+    assert!(!out.contains("q=Crown"), "a search is in the log: {out}");
+}
+
 #[actix_web::test]
 async fn a_configuration_file_with_certificate_files_is_served_as_written() {
     let dir = tempfile::tempdir().unwrap();
