@@ -174,6 +174,7 @@ impl Application {
             metrics,
             files,
         });
+        AppState::spawn_limiter_pruning(&state.clone().into_inner());
         if let Some(t) = crate::uploads::transcribe::Transcriber::from_settings(&settings) {
             crate::uploads::transcribe::spawn(state.clone().into_inner(), t);
         }

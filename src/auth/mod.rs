@@ -141,6 +141,17 @@ impl Auth {
         &self.passwords
     }
 
+    /// Forgets the sign-in rate limiter's stale addresses (see [`crate::state::AppState::prune_limiters`]).
+    pub fn prune_login_limiter(&self) {
+        self.ip_limiter.retain_recent();
+        self.ip_limiter.shrink_to_fit();
+    }
+
+    /// Client addresses the sign-in rate limiter holds.
+    pub fn login_limiter_keys(&self) -> usize {
+        self.ip_limiter.len()
+    }
+
     /// Session inactivity limit, ms.
     pub fn idle_ms(&self) -> i64 {
         self.idle_ms

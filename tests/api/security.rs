@@ -19,6 +19,78 @@ both_backends!(
     server_errors_answer_without_details,
 );
 
+crate::both_backends_with!(
+    behind_a_proxy_with_slow_quotas;
+    the_rate_limiters_forget_idle_clients,
+);
+
+/// Client addresses from `X-Forwarded-For`; quotas slow enough that a key used once stays
+/// distinguishable from a fresh one for seconds (a sign-in spends 5 s of its address's quota,
+/// a socket command 1 s of its user's).
+fn behind_a_proxy_with_slow_quotas(s: &mut articula::config::Settings) {
+    s.trust_proxy = true;
+    s.login_rate_per_minute = 12;
+    s.ws_commands_per_second = 1;
+    s.ws_command_burst = 1;
+}
+
+/// The value of a gauge on `/metrics`.
+async fn gauge(app: &TestApp, name: &str) -> Option<f64> {
+    let text = app.http.get(app.path("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+/// The per-address sign-in limiter and the per-user socket command limiter forget clients whose
+/// quota has refilled: their sizes (gauges on `/metrics`) rise with new clients and fall back.
+async fn the_rate_limiters_forget_idle_clients(app: TestApp) {
+    let clinic = app.org("C", articula_protocol::OrgKind::Clinic).await;
+    app.user("doc@t.test", clinic, articula_protocol::Role::Doctor).await;
+    assert_eq!(gauge(&app, "articula_login_limiter_keys").await, Some(0.0));
+    // 50 sign-ins, each from its own address (one of them as an IPv6 address).
+    let logins = (0..50u8).map(|i| {
+        let app = &app;
+        async move {
+            let from = if i == 0 { "2001:db8::1".to_owned() } else { format!("203.0.113.{i}") };
+            app.http
+                .post(app.path("/api/v1/auth/login"))
+                .header("x-forwarded-for", from)
+                .json(&json!({"email": "doc@t.test", "password": PASSWORD, "portal": "clinic"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    for status in futures_util::future::join_all(logins).await {
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(gauge(&app, "articula_login_limiter_keys").await, Some(50.0));
+    // The sessions list the addresses the proxy named.
+    let s = app.login("doc@t.test", "clinic").await;
+    let sessions = app.get_json("/api/v1/auth/sessions", &s).await;
+    assert!(sessions.as_array().unwrap().iter().any(|x| x["ip"] == "203.0.113.7"), "{sessions}");
+    // One command on a socket: its user is in the command limiter.
+    let mut ws = app.ws(&s, articula_protocol::Codec::Json).await;
+    let case = app.case(&s, "Crown", None).await;
+    ws.subscribe(case, 0).await;
+    assert_eq!(gauge(&app, "articula_ws_limiter_keys").await, Some(1.0));
+
+    // Once their quotas have refilled, the limiters forget them (pruned every 10 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let (login, ws) =
+            (gauge(&app, "articula_login_limiter_keys").await, gauge(&app, "articula_ws_limiter_keys").await);
+        if login == Some(0.0) && ws == Some(0.0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still held: {login:?} addresses, {ws:?} users");
+        // Polling a gauge: there is no event to wait on.
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
 fn handshake(
     port: u16,
     cert: &[u8],
