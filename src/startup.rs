@@ -84,7 +84,7 @@ fn serve(
             .app_data(state)
             .wrap(http::headers::security_headers())
             .wrap(middleware::Compress::default())
-            .wrap(tracing_actix_web::TracingLogger::default())
+            .wrap(tracing_actix_web::TracingLogger::<crate::telemetry::RequestSpan>::new())
             .configure(|cfg| http::routes(cfg, max_body))
             .into_factory()
             .map_err(|e: actix_web::Error| e.error_response())
@@ -183,6 +183,7 @@ impl Application {
             metrics,
             files,
         });
+        AppState::spawn_limiter_pruning(&state.clone().into_inner());
         if let Some(t) = crate::uploads::transcribe::Transcriber::from_settings(&settings) {
             crate::uploads::transcribe::spawn(state.clone().into_inner(), t);
         }

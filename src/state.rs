@@ -2,6 +2,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 
 use articula_actors::CaseRegistry;
 use articula_protocol::UserId;
@@ -33,7 +34,58 @@ pub struct AppState {
     pub files: Arc<crate::uploads::Files>,
 }
 
+/// How often the rate limiters forget their stale keys.
+const LIMITER_PRUNE_EVERY: Duration = Duration::from_secs(10);
+
 impl AppState {
+    /// Forgets the keys of the rate limiters (sign-in per client address, socket commands per
+    /// user) whose state is again that of a key never seen: with nothing spent, a key's entry
+    /// says nothing. Staleness thus follows each quota (an address that made one sign-in attempt
+    /// under 20 a minute is forgotten after 6 s, one that spent its whole minute after about a
+    /// minute) — without pruning, the maps keep every address ever seen. Then gives the memory
+    /// back.
+    pub fn prune_limiters(&self) {
+        self.auth.prune_login_limiter();
+        self.ws_limiter.retain_recent();
+        self.ws_limiter.shrink_to_fit();
+    }
+
+    /// Prunes the rate limiters every [`LIMITER_PRUNE_EVERY`] while the application lives.
+    pub fn spawn_limiter_pruning(state: &Arc<AppState>) {
+        let state = Arc::downgrade(state);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(LIMITER_PRUNE_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let Some(state) = state.upgrade() else { return };
+                state.prune_limiters();
+            }
+        });
+    }
+
+    /// Gauges read from this application's state when `/metrics` is scraped, in the Prometheus
+    /// text format. They are not kept in the process-wide recorder, which every application of
+    /// a process shares (the tests run many).
+    pub fn state_gauges(&self) -> String {
+        let gauges = [
+            (
+                "articula_login_limiter_keys",
+                "Client addresses held by the sign-in rate limiter.",
+                self.auth.login_limiter_keys(),
+            ),
+            (
+                "articula_ws_limiter_keys",
+                "Users held by the socket command rate limiter.",
+                self.ws_limiter.len(),
+            ),
+        ];
+        gauges
+            .iter()
+            .map(|(name, help, value)| format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"))
+            .collect()
+    }
+
     /// The per-user command limiter of sockets.
     pub fn command_limiter(settings: &Settings) -> DefaultKeyedRateLimiter<UserId> {
         let per_sec = NonZeroU32::new(settings.ws_commands_per_second).unwrap_or(NonZeroU32::MIN);

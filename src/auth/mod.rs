@@ -141,6 +141,17 @@ impl Auth {
         &self.passwords
     }
 
+    /// Forgets the sign-in rate limiter's stale addresses (see [`crate::state::AppState::prune_limiters`]).
+    pub fn prune_login_limiter(&self) {
+        self.ip_limiter.retain_recent();
+        self.ip_limiter.shrink_to_fit();
+    }
+
+    /// Client addresses the sign-in rate limiter holds.
+    pub fn login_limiter_keys(&self) -> usize {
+        self.ip_limiter.len()
+    }
+
     /// Session inactivity limit, ms.
     pub fn idle_ms(&self) -> i64 {
         self.idle_ms
@@ -292,7 +303,8 @@ impl Auth {
                 portal,
             }),
             Refresh::Reused { session_id, user_id } => {
-                tracing::warn!(user = %user_id, session = %session_id, "refresh token reused: session revoked");
+                // No session id in logs (see `http::auth::login`); `sessions.revoked_reason` says which.
+                tracing::warn!(user = %user_id, "refresh token reused: session revoked");
                 self.revocations.revoke_session(user_id, session_id);
                 Err(ApiError::new(
                     ErrorCode::TokenReused,

@@ -119,16 +119,6 @@ pub struct AcceptInvitation {
     password: String,
 }
 
-fn client_ip(req: &HttpRequest, app: &AppState) -> std::net::IpAddr {
-    let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    if app.settings.trust_proxy
-        && let Some(ip) = req.connection_info().realip_remote_addr().and_then(|s| s.parse().ok())
-    {
-        return ip;
-    }
-    peer
-}
-
 fn cookie(
     name: &'static str,
     value: String,
@@ -211,10 +201,12 @@ pub async fn login(
         password: &body.password,
         portal: body.portal,
         device: &device,
-        ip: client_ip(&req, &app),
+        ip: super::client_ip(&req, app.settings.trust_proxy),
     };
     let issued = app.auth.login(&input).await?;
-    tracing::info!(user = %issued.user_id, session = %issued.session_id, portal = %issued.portal, "signed in");
+    // No session id: with a link's signature it makes a download link, and it names the session
+    // to end in `DELETE /auth/sessions/{id}`. The user and the time find it in `sessions`.
+    tracing::info!(user = %issued.user_id, portal = %issued.portal, "signed in");
     issued_response(&app, issued, body.mode).await
 }
 

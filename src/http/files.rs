@@ -138,7 +138,7 @@ pub async fn content(
                 .finish());
         }
     };
-    let ip = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let ip = super::client_ip(&req, app.settings.trust_proxy).to_string();
     let recorded = matches!(range, Range::Part(..)).then_some((start, end));
     app.db
         .record_download(

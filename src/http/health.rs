@@ -38,5 +38,10 @@ pub async fn healthz(app: web::Data<AppState>) -> HttpResponse {
 pub async fn metrics(app: web::Data<AppState>) -> HttpResponse {
     metrics::gauge!("articula_live_cases").set(app.registry.live_count() as f64);
     metrics::gauge!("articula_sockets").set(app.revocations.socket_count() as f64);
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(app.metrics.render())
+    let mut text = app.metrics.render();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&app.state_gauges());
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text)
 }

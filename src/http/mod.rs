@@ -54,6 +54,16 @@ async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route"))
 }
 
+/// The client's address: the connection's peer, or with `trust_proxy` the first address of
+/// `X-Forwarded-For` / `Forwarded` (set by the proxy in front; a client could write anything there).
+pub fn client_ip(req: &HttpRequest, trust_proxy: bool) -> std::net::IpAddr {
+    let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    if trust_proxy && let Some(ip) = req.connection_info().realip_remote_addr().and_then(|s| s.parse().ok()) {
+        return ip;
+    }
+    peer
+}
+
 /// A resource whose unmatched methods answer 405 with a JSON error.
 /// The address a request comes from: the peer, or with `trust_proxy` the client address the
 /// proxy reports (`X-Forwarded-For`, `Forwarded`).

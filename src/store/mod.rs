@@ -41,6 +41,43 @@ macro_rules! with_db {
     };
 }
 
+/// Opens a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`, which takes the write
+/// lock at once, waiting for it up to the busy timeout. sqlx's plain `begin()` is `BEGIN`
+/// (deferred): the transaction starts as a reader and asks for the write lock at its first
+/// write, and SQLite refuses that upgrade at once with `SQLITE_BUSY` ("database is locked") when
+/// another connection (the event log's group commit, many times a second) holds the lock or has
+/// committed since the transaction's first read — the busy timeout does not apply, since waiting
+/// could deadlock two upgrading readers. Every transaction that writes uses this. On PostgreSQL,
+/// an ordinary `BEGIN` (row locks wait by themselves).
+pub trait BeginWrite {
+    /// The driver.
+    type Database: sqlx::Database;
+    /// Begins the transaction.
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>> + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Database = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send
+    {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Database = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send
+    {
+        self.begin()
+    }
+}
+
 /// A storage failure (details go to the log, never to clients).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{Db, StoreError, parse};
+use super::{BeginWrite, Db, StoreError, parse};
 use crate::with_db;
 
 /// A signed-in session (a refresh-token family).
@@ -135,7 +135,7 @@ impl Db {
     ) -> Result<SessionId, StoreError> {
         let id = SessionId(Uuid::now_v7());
         with_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO sessions (id, user_id, portal, device, ip, csrf_token, created_at, last_used_at, expires_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
@@ -204,7 +204,7 @@ impl Db {
         new_tokens: &[NewToken<'_>],
     ) -> Result<Refresh, StoreError> {
         with_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let row = sqlx::query(
                 "SELECT t.session_id, t.expires_at, t.used_at, s.user_id, s.portal, s.revoked_at, s.last_used_at,
                         s.expires_at AS session_expires_at, s.csrf_token, u.status
@@ -280,7 +280,7 @@ impl Db {
         now: i64,
     ) -> Result<bool, StoreError> {
         with_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let n = sqlx::query("UPDATE sessions SET revoked_at = $3, revoked_reason = $4 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
                 .bind(id.to_string()).bind(user.to_string()).bind(now).bind(reason)
                 .execute(&mut *tx).await?.rows_affected();
@@ -297,7 +297,7 @@ impl Db {
     /// Revokes every session of a user ("log out every device").
     pub async fn revoke_all_sessions(&self, user: UserId, reason: &str, now: i64) -> Result<u64, StoreError> {
         with_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let n = sqlx::query("UPDATE sessions SET revoked_at = $2, revoked_reason = $3 WHERE user_id = $1 AND revoked_at IS NULL")
                 .bind(user.to_string()).bind(now).bind(reason)
                 .execute(&mut *tx).await?.rows_affected();

@@ -4,7 +4,7 @@ use articula_protocol::{OrgId, OrgKind, Role, UserId};
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Db, StoreError, parse};
+use super::{BeginWrite, Db, StoreError, parse};
 use crate::with_db;
 
 /// An organisation.
@@ -351,7 +351,7 @@ impl Db {
     pub async fn revoke_user(&self, user: UserId, reason: &str, now: i64) -> Result<bool, StoreError> {
         let uid = user.to_string();
         with_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let n = sqlx::query("UPDATE users SET status = 'revoked' WHERE id = $1")
                 .bind(&uid).execute(&mut *tx).await?.rows_affected();
             if n == 0 {

@@ -49,12 +49,14 @@ impl Transcriber {
         if let Some(k) = &self.api_key {
             req = req.bearer_auth(k);
         }
-        let res = req.send().await.map_err(|e| e.to_string())?;
+        // Errors leave the URL out: it is configuration that may hold credentials (a key in
+        // its query), and the message is logged and stored.
+        let res = req.send().await.map_err(|e| e.without_url().to_string())?;
         let status = res.status();
         if !status.is_success() {
             return Err(format!("transcription service answered {status}"));
         }
-        let v: serde_json::Value = res.json().await.map_err(|e| e.to_string())?;
+        let v: serde_json::Value = res.json().await.map_err(|e| e.without_url().to_string())?;
         v["text"].as_str().map(|t| t.trim().to_owned()).ok_or_else(|| "no `text` in the answer".to_owned())
     }
 }

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::helpers::*;
-use articula_protocol::{OrgKind, Role};
+use articula_protocol::{Codec, OrgKind, Role};
 
 both_backends!(
     portals_are_separate,
@@ -17,6 +17,11 @@ both_backends!(
     cookies_need_csrf_for_changes,
     bad_and_forged_tokens_are_refused,
     invitations_set_a_password_once,
+);
+
+crate::both_backends_with!(
+    busy_server;
+    sign_ins_and_refreshes_wait_for_the_writer_while_chat_runs,
 );
 
 async fn portals_are_separate(app: TestApp) {
@@ -319,4 +324,143 @@ async fn invitations_set_a_password_once(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Many sign-ins from one address, and chat as fast as the sockets go.
+fn busy_server(s: &mut articula::config::Settings) {
+    s.login_rate_per_minute = 100_000;
+    s.ws_commands_per_second = 100_000;
+    s.ws_command_burst = 100_000;
+}
+
+/// Posts messages on `case`, ten in flight at a time, until `stop` is set; answers how many were
+/// acknowledged (every one must be).
+async fn chat_until(
+    mut ws: Ws,
+    case: articula_protocol::CaseId,
+    stop: std::rc::Rc<std::cell::Cell<bool>>,
+) -> u64 {
+    use articula_protocol::{ClientBody, PostMessage};
+    ws.subscribe(case, 0).await;
+    let mut acked = 0;
+    while !stop.get() {
+        let ids: Vec<String> = (0..10).map(|_| ws.new_id()).collect();
+        for id in &ids {
+            let body = ClientBody::PostMessage(PostMessage {
+                case_id: case,
+                text: format!("shade A{acked}"),
+                attachments: vec![],
+                reply_to: None,
+            });
+            ws.send_with_id(id, body).await;
+        }
+        for id in &ids {
+            ws.answer(id).await.expect("a chat message was refused");
+            acked += 1;
+        }
+        ws.buffered.clear();
+    }
+    acked
+}
+
+/// SQLite has one writer at a time: a request that writes must wait for the lock (the event
+/// log's group commits hold it many times a second), never fail with "database is locked".
+async fn sign_ins_and_refreshes_wait_for_the_writer_while_chat_runs(app: TestApp) {
+    const N: usize = 20;
+    let w = app.world().await;
+    let case = app.submitted_case(&w.doctor, "Crown 11", w.lab).await;
+    let clinic = w.clinic;
+    for i in 0..N {
+        app.user(&format!("busy{i}@t.test"), clinic, Role::Doctor).await;
+    }
+    let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+    let mut chats = Vec::new();
+    let other = app.submitted_case(&w.doctor2, "Bridge", w.lab).await;
+    for (s, case) in [(&w.doctor, case), (&w.tech, case), (&w.doctor2, other), (&w.admin, other)] {
+        chats.push(actix_rt::spawn(chat_until(app.ws(s, Codec::Json).await, case, stop.clone())));
+    }
+
+    let documented = ["token_reused", "token_expired", "token_invalid", "session_revoked"];
+    let mut failures = Vec::new();
+    let mut refreshed = 0;
+    for round in 0..5 {
+        // 20 sign-ins at once.
+        let logins = futures_util::future::join_all((0..N).map(|i| {
+            let app = &app;
+            async move { app.login_raw(&format!("busy{i}@t.test"), PASSWORD, "clinic").await }
+        }))
+        .await;
+        let mut sessions = Vec::new();
+        for res in logins {
+            let status = res.status();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            if status == StatusCode::OK {
+                sessions.push((
+                    body["access_token"].as_str().unwrap().to_owned(),
+                    body["refresh_token"].as_str().unwrap().to_owned(),
+                ));
+            } else {
+                failures.push(format!("round {round}: sign-in answered {status} {body}"));
+            }
+        }
+        // Every session looks a while unused, so each of its next requests records its use.
+        app.sql("UPDATE sessions SET last_used_at = last_used_at - 120000").await;
+        // 20 refreshes (and the first five tokens presented twice at once), 20 requests that
+        // touch their session, all at once.
+        let refreshes = sessions.iter().chain(sessions.iter().take(5)).map(|(_, refresh)| {
+            let app = &app;
+            async move {
+                let res = app
+                    .http
+                    .post(app.path("/api/v1/auth/refresh"))
+                    .json(&json!({"refresh_token": refresh}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = res.status();
+                (status, res.json::<Value>().await.unwrap_or(Value::Null))
+            }
+        });
+        let touches = sessions.iter().map(|(access, _)| {
+            let app = &app;
+            async move {
+                let res =
+                    app.http.get(app.path("/api/v1/auth/sessions")).bearer_auth(access).send().await.unwrap();
+                res.status()
+            }
+        });
+        let (refreshes, touches) = futures_util::future::join(
+            futures_util::future::join_all(refreshes),
+            futures_util::future::join_all(touches),
+        )
+        .await;
+        for (status, body) in refreshes {
+            if status == StatusCode::OK {
+                refreshed += 1;
+            } else if !(status == StatusCode::UNAUTHORIZED && documented.iter().any(|c| body["error"] == *c))
+            {
+                failures.push(format!("round {round}: refresh answered {status} {body}"));
+            }
+        }
+        for status in touches {
+            // A request may come after its session's token was reused (revoked): 401.
+            if status != StatusCode::OK && status != StatusCode::UNAUTHORIZED {
+                failures.push(format!("round {round}: GET /auth/sessions answered {status}"));
+            }
+        }
+    }
+    stop.set(true);
+    let mut chatted = 0;
+    for c in chats {
+        chatted += c.await.unwrap();
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed requests (chat: {chatted} messages), the first ones:\n{}",
+        failures.len(),
+        failures[..failures.len().min(10)].join("\n")
+    );
+    // Each round, at least the 15 tokens presented once rotate.
+    assert!(refreshed >= 5 * 15, "{refreshed} refreshes succeeded");
+    assert!(chatted > 0);
 }

@@ -47,6 +47,23 @@ macro_rules! both_backends {
     )+};
 }
 
+/// Like [`both_backends!`], with settings changed by `$tweak`, a `fn(&mut Settings)` of the calling module.
+#[macro_export]
+macro_rules! both_backends_with {
+    ($tweak:ident; $($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[actix_web::test]
+            async fn sqlite() {
+                super::$name($crate::helpers::spawn_app_with($crate::helpers::Backend::Sqlite, super::$tweak).await).await
+            }
+            #[actix_web::test]
+            async fn postgres() {
+                super::$name($crate::helpers::spawn_app_with($crate::helpers::Backend::Postgres, super::$tweak).await).await
+            }
+        }
+    )+};
+}
+
 pub struct TestApp {
     pub backend: Backend,
     pub url: String,
@@ -66,13 +83,20 @@ impl Drop for TestApp {
         // Each PostgreSQL test owns a database; left behind, hundreds of them slow the server
         // down for everything that runs after (the load tests included). FORCE ends the pool's
         // connections, which the stopping server no longer needs.
-        if let Some(name) = self.settings.database_url.as_ref().and_then(|u| pg_db_name(u.expose())) {
-            let _ = std::process::Command::new("psql")
-                .arg(pg_admin_url())
-                .arg("-qc")
-                .arg(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                .output();
+        if let Some(url) = self.settings.database_url.as_ref() {
+            drop_pg_db(url.expose());
         }
+    }
+}
+
+/// Drops a database [`fresh_pg_db`] made (nothing for other URLs).
+pub fn drop_pg_db(url: &str) {
+    if let Some(name) = pg_db_name(url) {
+        let _ = std::process::Command::new("psql")
+            .arg(pg_admin_url())
+            .arg("-qc")
+            .arg(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .output();
     }
 }
 
@@ -108,7 +132,7 @@ fn pg_admin_url() -> String {
 }
 
 /// Creates an empty PostgreSQL database for one test (dropped by `make test` before each run).
-fn fresh_pg_db() -> String {
+pub fn fresh_pg_db() -> String {
     let name = format!("articula_t_{}_{}", std::process::id(), DB_COUNTER.fetch_add(1, Ordering::Relaxed));
     let admin = pg_admin_url();
     let out = std::process::Command::new("psql")

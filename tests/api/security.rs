@@ -19,6 +19,78 @@ both_backends!(
     server_errors_answer_without_details,
 );
 
+crate::both_backends_with!(
+    behind_a_proxy_with_slow_quotas;
+    the_rate_limiters_forget_idle_clients,
+);
+
+/// Client addresses from `X-Forwarded-For`; quotas slow enough that a key used once stays
+/// distinguishable from a fresh one for seconds (a sign-in spends 5 s of its address's quota,
+/// a socket command 1 s of its user's).
+fn behind_a_proxy_with_slow_quotas(s: &mut articula::config::Settings) {
+    s.trust_proxy = true;
+    s.login_rate_per_minute = 12;
+    s.ws_commands_per_second = 1;
+    s.ws_command_burst = 1;
+}
+
+/// The value of a gauge on `/metrics`.
+async fn gauge(app: &TestApp, name: &str) -> Option<f64> {
+    let text = app.http.get(app.path("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+/// The per-address sign-in limiter and the per-user socket command limiter forget clients whose
+/// quota has refilled: their sizes (gauges on `/metrics`) rise with new clients and fall back.
+async fn the_rate_limiters_forget_idle_clients(app: TestApp) {
+    let clinic = app.org("C", articula_protocol::OrgKind::Clinic).await;
+    app.user("doc@t.test", clinic, articula_protocol::Role::Doctor).await;
+    assert_eq!(gauge(&app, "articula_login_limiter_keys").await, Some(0.0));
+    // 50 sign-ins, each from its own address (one of them as an IPv6 address).
+    let logins = (0..50u8).map(|i| {
+        let app = &app;
+        async move {
+            let from = if i == 0 { "2001:db8::1".to_owned() } else { format!("203.0.113.{i}") };
+            app.http
+                .post(app.path("/api/v1/auth/login"))
+                .header("x-forwarded-for", from)
+                .json(&json!({"email": "doc@t.test", "password": PASSWORD, "portal": "clinic"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    for status in futures_util::future::join_all(logins).await {
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(gauge(&app, "articula_login_limiter_keys").await, Some(50.0));
+    // The sessions list the addresses the proxy named.
+    let s = app.login("doc@t.test", "clinic").await;
+    let sessions = app.get_json("/api/v1/auth/sessions", &s).await;
+    assert!(sessions.as_array().unwrap().iter().any(|x| x["ip"] == "203.0.113.7"), "{sessions}");
+    // One command on a socket: its user is in the command limiter.
+    let mut ws = app.ws(&s, articula_protocol::Codec::Json).await;
+    let case = app.case(&s, "Crown", None).await;
+    ws.subscribe(case, 0).await;
+    assert_eq!(gauge(&app, "articula_ws_limiter_keys").await, Some(1.0));
+
+    // Once their quotas have refilled, the limiters forget them (pruned every 10 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let (login, ws) =
+            (gauge(&app, "articula_login_limiter_keys").await, gauge(&app, "articula_ws_limiter_keys").await);
+        if login == Some(0.0) && ws == Some(0.0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still held: {login:?} addresses, {ws:?} users");
+        // Polling a gauge: there is no event to wait on.
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
 fn handshake(
     port: u16,
     cert: &[u8],
@@ -448,6 +520,137 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+mod the_request_log_shows_paths_but_no_link_signature_session_or_token {
+    use crate::helpers::Backend;
+    #[actix_web::test]
+    async fn sqlite() {
+        super::the_request_log_shows_paths_but_no_link_signature_session_or_token(Backend::Sqlite).await
+    }
+    #[actix_web::test]
+    async fn postgres() {
+        super::the_request_log_shows_paths_but_no_link_signature_session_or_token(Backend::Postgres).await
+    }
+}
+
+/// The server's own JSON log (a real `articula serve`, its stdout): a signed-link download and
+/// requests with an access token in the URL are logged by path, without the link's signature, the
+/// session id, or the token.
+async fn the_request_log_shows_paths_but_no_link_signature_session_or_token(backend: Backend) {
+    struct Database(Option<String>);
+    impl Drop for Database {
+        fn drop(&mut self) {
+            if let Some(url) = &self.0 {
+                drop_pg_db(url);
+            }
+        }
+    }
+    // Declared before the server, so dropped after it.
+    let db = Database((backend == Backend::Postgres).then(fresh_pg_db));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_string_lossy().into_owned();
+    let mut env = vec![
+        ("ARTICULA_DATA_DIR", data.as_str()),
+        ("ARTICULA_BIND", "127.0.0.1:0"),
+        ("ARTICULA_TLS", "off"),
+        ("ARTICULA_LOG", "info"),
+        ("ARTICULA_LOG_FORMAT", "json"),
+        ("ARTICULA_ARGON2_MEMORY_KIB", "64"),
+        ("ARTICULA_ARGON2_ITERATIONS", "1"),
+        ("ARTICULA_DEMO_PASSWORD", "demo pass 4711"),
+    ];
+    if let Some(url) = &db.0 {
+        env.push(("ARTICULA_DATABASE_URL", url));
+    }
+    let served = Served::start_with(&["--demo"], None, &env);
+    served.wait_for_line("Password for all");
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", served.url);
+
+    let login: Value = http
+        .post(url("/api/v1/auth/login"))
+        .json(&json!({"email": "doctor@demo.test", "password": "demo pass 4711", "portal": "clinic"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = login["access_token"].as_str().unwrap().to_owned();
+    let refresh = login["refresh_token"].as_str().unwrap().to_owned();
+    let session = login["session_id"].as_str().unwrap().to_owned();
+    let cases: Value =
+        http.get(url("/api/v1/cases")).bearer_auth(&access).send().await.unwrap().json().await.unwrap();
+    let mut file = None;
+    for c in cases.as_array().unwrap() {
+        let files: Value = http
+            .get(url(&format!("/api/v1/cases/{}/files", c["id"].as_str().unwrap())))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        file =
+            file.or_else(|| files.as_array().unwrap().first().map(|f| f["id"].as_str().unwrap().to_owned()));
+    }
+    let file = file.expect("the demo has files");
+    let link: Value = http
+        .post(url(&format!("/api/v1/files/{file}/link")))
+        .bearer_auth(&access)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let link = link["url"].as_str().unwrap().to_owned();
+    let link = link.strip_prefix(&served.url).unwrap_or(&link).to_owned();
+    let (path, query) = link.split_once('?').unwrap();
+    let param =
+        |name: &str| query.split('&').find_map(|kv| kv.strip_prefix(&format!("{name}="))).unwrap().to_owned();
+    let (sig, link_session) = (param("sig"), param("s"));
+    assert_eq!(link_session, session);
+    let res = http.get(url(&link)).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // An access token in the URL is refused (tokens go in the Authorization header), but it is a
+    // live token all the same.
+    let res = http.get(url(&format!("/api/v1/me?access_token={access}"))).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = http.get(url(&format!("/api/v1/cases?token={access}&q=Crown"))).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // Both refusals are logged (in order, after the download).
+    served.wait_for_line("/api/v1/me");
+    served.wait_for_line("/api/v1/cases");
+
+    let out = served.output();
+    let lines: Vec<Value> = out.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let download = lines
+        .iter()
+        .find(|v| v["message"] == "download")
+        .unwrap_or_else(|| panic!("no download line: {out}"));
+    assert_eq!(download["span"]["http.target"], path, "{download}");
+    let refused = lines
+        .iter()
+        .find(|v| {
+            v["level"] == "WARN"
+                && v["span"]["http.target"].as_str().is_some_and(|t| t.starts_with("/api/v1/me"))
+        })
+        .unwrap_or_else(|| panic!("the refused request is not logged: {out}"));
+    assert_eq!(refused["span"]["http.target"], "/api/v1/me", "{refused}");
+    for (what, secret) in [
+        ("link signature", &sig),
+        ("session id", &session),
+        ("access token", &access),
+        ("refresh token", &refresh),
+    ] {
+        assert!(!out.contains(secret.as_str()), "the {what} is in the log: {out}");
+    }
+    // What people searched for stays out too (case labels name patients).
+    assert!(!out.contains("q=Crown"), "a search is in the log: {out}");
 }
 
 #[actix_web::test]
