@@ -196,13 +196,20 @@ impl Checker {
             match self.seen.get(&(h.org_id.clone(), h.n)).and_then(Option::as_ref) {
                 Some(hash) if *hash == h.hash => self.out.heads += 1,
                 Some(_) => {
-                    return Err(broken(&h.org_id, h.n, "it differs from the head recorded for it (rewritten)".into()));
+                    return Err(broken(
+                        &h.org_id,
+                        h.n,
+                        "it differs from the head recorded for it (rewritten)".into(),
+                    ));
                 }
                 None if h.n > end => {
                     return Err(broken(
                         &h.org_id,
                         end + 1,
-                        format!("the chain ends at entry {end} but its head was recorded at entry {}: the tail was cut", h.n),
+                        format!(
+                            "the chain ends at entry {end} but its head was recorded at entry {}: the tail was cut",
+                            h.n
+                        ),
                     ));
                 }
                 // An export of part of a chain (a date range) need not hold every head's entry.

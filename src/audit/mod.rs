@@ -87,7 +87,9 @@ impl Record {
 /// Writes a record to the durable audit inbox. A failure is logged and returned: callers on a
 /// security path refuse what they were doing rather than do it unaudited.
 pub async fn record(db: &Db, r: Record) -> Result<(), crate::store::StoreError> {
-    db.audit_record(&r).await.inspect_err(|e| tracing::error!(error = %e, action = r.action, "writing an audit record failed"))
+    db.audit_record(&r)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, action = r.action, "writing an audit record failed"))
 }
 
 /// The entry fields of a case event: its target and details. Never free text: no message, Rx
@@ -95,20 +97,19 @@ pub async fn record(db: &Db, r: Record) -> Result<(), crate::store::StoreError> 
 pub fn event_summary(case: CaseId, data: &EventData) -> (String, Value) {
     let case_target = format!("case:{case}");
     match data {
-        EventData::CaseCreated { clinic_id, doctor_id, lab_id, due_date, .. } => {
-            (case_target, json!({"clinic_id": clinic_id, "doctor_id": doctor_id, "lab_id": lab_id, "due_date": due_date}))
-        }
-        EventData::CaseUpdated { label, due_date, lab_id } => (
+        EventData::CaseCreated { clinic_id, doctor_id, lab_id, due_date, .. } => (
             case_target,
-            json!({"label_changed": label.is_some(), "due_date": due_date, "lab_id": lab_id}),
+            json!({"clinic_id": clinic_id, "doctor_id": doctor_id, "lab_id": lab_id, "due_date": due_date}),
         ),
+        EventData::CaseUpdated { label, due_date, lab_id } => {
+            (case_target, json!({"label_changed": label.is_some(), "due_date": due_date, "lab_id": lab_id}))
+        }
         EventData::StatusChanged { from, to, reason } => {
             (case_target, json!({"from": from, "to": to, "with_reason": reason.is_some()}))
         }
-        EventData::MessagePosted { message_id, attachments, reply_to, .. } => (
-            format!("message:{message_id}"),
-            json!({"attachments": attachments, "reply_to": reply_to}),
-        ),
+        EventData::MessagePosted { message_id, attachments, reply_to, .. } => {
+            (format!("message:{message_id}"), json!({"attachments": attachments, "reply_to": reply_to}))
+        }
         EventData::MessageEdited { message_id, .. } | EventData::MessageDeleted { message_id } => {
             (format!("message:{message_id}"), json!({}))
         }
@@ -205,7 +206,10 @@ impl Actor for AuditActor {
 
 /// Checks every chain in the database (or one organisation's): entries in order, page by page
 /// (memory stays flat), then the recorded heads.
-pub async fn verify_db(db: &Db, org: Option<&str>) -> Result<Result<chain::Verified, chain::Broken>, crate::store::StoreError> {
+pub async fn verify_db(
+    db: &Db,
+    org: Option<&str>,
+) -> Result<Result<chain::Verified, chain::Broken>, crate::store::StoreError> {
     let orgs = match org {
         Some(o) => vec![o.to_owned()],
         None => db.audit_orgs().await?,

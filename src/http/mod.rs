@@ -74,7 +74,8 @@ impl actix_web::FromRequest for ClientIp {
     type Future = std::future::Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let trust = req.app_data::<web::Data<crate::state::AppState>>().is_some_and(|a| a.settings.trust_proxy);
+        let trust =
+            req.app_data::<web::Data<crate::state::AppState>>().is_some_and(|a| a.settings.trust_proxy);
         let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
         let ip = if trust {
             req.connection_info().realip_remote_addr().map(str::to_owned).unwrap_or(peer)

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use articula_protocol::{CaseId, EventData};
 use sqlx::Row;
 
-use super::{Db, StoreError, parse};
+use super::{BeginWrite, Db, StoreError, parse};
 use crate::audit::chain::{Entry, GENESIS, Head};
 use crate::audit::{Record, SYSTEM_ORG, event_summary};
 use crate::with_db;
@@ -134,7 +134,7 @@ impl Db {
     ) -> Result<usize, StoreError> {
         let mut touched: HashMap<String, ChainState> = HashMap::new();
         let appended = with_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let checkpoint: i64 = sqlx::query("SELECT pos FROM feed_checkpoints WHERE subscriber = $1")
                 .bind(SUBSCRIBER).fetch_optional(&mut *tx).await?
                 .map(|r| r.try_get::<i64, _>("pos")).transpose()?.unwrap_or(0);
@@ -290,7 +290,10 @@ impl Db {
 
     /// Entries of an organisation's chain, in order, filtered.
     pub async fn audit_entries(&self, org: &str, f: &AuditFilter) -> Result<Vec<Entry>, StoreError> {
-        let action = f.action.as_ref().map(|a| format!("{}%", a.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+        let action = f
+            .action
+            .as_ref()
+            .map(|a| format!("{}%", a.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
         with_db!(self, pool => {
             sqlx::query(
                 "SELECT org_id, n, at, actor_id, ip, action, target, case_id, details, source, prev_hash, hash

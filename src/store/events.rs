@@ -15,7 +15,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Db, StoreError, parse};
+use super::{BeginWrite, Db, StoreError, parse};
 use crate::with_db;
 
 fn event_from_row<R: Row>(r: &R, case_id: CaseId) -> Result<StoredEvent, StoreError>
@@ -189,7 +189,7 @@ impl Db {
         let data = serde_json::to_string(&first.data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let is_pg = matches!(self, Db::Postgres(_));
         with_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO cases (id, clinic_id, doctor_id, lab_id, label, status, due_date, created_at, last_activity, last_seq, rx_version)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, 0)",
@@ -475,14 +475,15 @@ impl Db {
                 events.push((event, data));
                 // The organisations whose audit chains the event joins: the clinic, and the
                 // lab when the case is visible to it after the event.
-                let effective = if row.status == CaseStatus::OnHold { row.status_before_hold } else { Some(row.status) };
+                let effective =
+                    if row.status == CaseStatus::OnHold { row.status_before_hold } else { Some(row.status) };
                 let lab = row.lab_id.filter(|_| effective != Some(CaseStatus::Draft));
                 feed.push((event.case_id, event.seq, row.clinic_id, lab));
             }
         }
         let is_pg = matches!(self, Db::Postgres(_));
         with_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             // The log first: one multi-row insert per chunk (bounded by the parameter limits).
             for chunk in events.chunks(500) {
                 let mut qb = sqlx::QueryBuilder::new("INSERT INTO events (case_id, seq, kind, actor_id, at, data, client_id, command_digest, ip) ");

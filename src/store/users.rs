@@ -187,7 +187,7 @@ impl Db {
         now: i64,
     ) -> Result<(), StoreError> {
         with_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO memberships (user_id, org_id, role, created_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (user_id, org_id, role) DO UPDATE SET revoked_at = NULL",
@@ -212,7 +212,7 @@ impl Db {
         now: i64,
     ) -> Result<bool, StoreError> {
         let n = with_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let n = sqlx::query(
                 "UPDATE memberships SET revoked_at = $4 WHERE user_id = $1 AND org_id = $2 AND role = $3 AND revoked_at IS NULL",
             )

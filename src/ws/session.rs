@@ -312,33 +312,35 @@ impl WsSession {
         let app = self.app.clone();
         let user = caller.user_id;
         let ip = self.ip.clone();
-        ctx.spawn(async move { crate::http::cases::principal(&app, user).await.map(|p| p.from_ip(ip)) }.into_actor(self).map(
-            move |res, act, ctx| {
-                let welcome = ServerBody::Welcome(Welcome {
-                    user_id: user,
-                    heartbeat_secs: act.app.settings.ws_heartbeat_secs,
-                    max_frame_bytes: act.app.settings.ws_max_frame_bytes as u64,
-                });
-                match res {
-                    Ok(who) => {
-                        act.who = Some(who);
-                        if let Some(id) = auth_reply.flatten() {
-                            act.answer_ack(Some(id), None, ctx);
+        ctx.spawn(
+            async move { crate::http::cases::principal(&app, user).await.map(|p| p.from_ip(ip)) }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    let welcome = ServerBody::Welcome(Welcome {
+                        user_id: user,
+                        heartbeat_secs: act.app.settings.ws_heartbeat_secs,
+                        max_frame_bytes: act.app.settings.ws_max_frame_bytes as u64,
+                    });
+                    match res {
+                        Ok(who) => {
+                            act.who = Some(who);
+                            if let Some(id) = auth_reply.flatten() {
+                                act.answer_ack(Some(id), None, ctx);
+                            }
+                            act.send(welcome);
+                            act.blocked = false;
+                            act.pump(ctx);
                         }
-                        act.send(welcome);
-                        act.blocked = false;
-                        act.pump(ctx);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "loading a socket's memberships failed");
-                        if let Some(id) = auth_reply {
-                            act.answer(Self::error_body(id, e.code, e.message, None), ctx);
+                        Err(e) => {
+                            tracing::warn!(error = %e, "loading a socket's memberships failed");
+                            if let Some(id) = auth_reply {
+                                act.answer(Self::error_body(id, e.code, e.message, None), ctx);
+                            }
+                            act.close(ctx, CloseCode::Again, "try again");
                         }
-                        act.close(ctx, CloseCode::Again, "try again");
                     }
-                }
-            },
-        ));
+                }),
+        );
     }
 
     /// Reloads the user's memberships whenever they change, and re-evaluates what the socket

@@ -8,6 +8,7 @@ mod clamd;
 mod helpers;
 mod s3;
 
+mod audit;
 mod auth;
 mod cases;
 mod files;
