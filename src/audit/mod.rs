@@ -84,6 +84,14 @@ impl Record {
     }
 }
 
+/// How a session appears in the audit log: a digest, not its id (a session id is half of a
+/// signed download link, and auditors need to tell sessions apart, not to name them).
+pub fn session_ref(session: &crate::store::sessions::SessionId) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(session.0.as_bytes());
+    format!("session:{}", hex::encode(&d[..8]))
+}
+
 /// Writes a record to the durable audit inbox. A failure is logged and returned: callers on a
 /// security path refuse what they were doing rather than do it unaudited.
 pub async fn record(db: &Db, r: Record) -> Result<(), crate::store::StoreError> {

@@ -165,8 +165,66 @@ impl Auth {
         ApiError::new(ErrorCode::InvalidCredentials, "wrong e-mail or password")
     }
 
-    /// Signs in.
+    /// The organisations a user belongs to (the audit chains their actions join).
+    async fn orgs_of(&self, user: UserId) -> Vec<articula_protocol::OrgId> {
+        self.db.memberships(user).await.map(|ms| ms.iter().map(|m| m.org_id).collect()).unwrap_or_default()
+    }
+
+    /// Audits an action of a user on their own account (sign-in, logout…).
+    async fn audit(
+        &self,
+        action: &'static str,
+        user: Option<UserId>,
+        ip: Option<String>,
+        target: Option<String>,
+        details: serde_json::Value,
+    ) {
+        let orgs = match user {
+            Some(u) => self.orgs_of(u).await,
+            None => Vec::new(),
+        };
+        let mut r = crate::audit::Record::new(action, user, ip).orgs(orgs).details(details);
+        r.target = target;
+        let _ = crate::audit::record(&self.db, r).await;
+    }
+
+    /// Signs in; every outcome but the per-address rate limit is audited (sign-in, failure,
+    /// lockout), in the chains of the user's organisations (the system chain for an unknown
+    /// e-mail, kept only as a digest).
     pub async fn login(&self, input: &LoginInput<'_>) -> Result<Issued, ApiError> {
+        let mut known = None;
+        let res = self.login_checked(input, &mut known).await;
+        let ip = Some(input.ip.to_string());
+        match &res {
+            Ok(issued) => {
+                let details = serde_json::json!({"portal": issued.portal});
+                let target = Some(crate::audit::session_ref(&issued.session_id));
+                self.audit("auth.login", Some(issued.user_id), ip, target, details).await;
+            }
+            Err(e) if e.code == ErrorCode::RateLimited => {}
+            Err(e) => {
+                let action = if e.code == ErrorCode::AccountLocked {
+                    "auth.login_locked"
+                } else {
+                    "auth.login_failed"
+                };
+                let mut details = serde_json::json!({"reason": e.code, "portal": input.portal});
+                if known.is_none() {
+                    use sha2::Digest;
+                    let digest = sha2::Sha256::digest(input.email.trim().to_lowercase().as_bytes());
+                    details["email_sha256"] = serde_json::json!(hex::encode(&digest[..8]));
+                }
+                self.audit(action, known, ip, known.map(|u| format!("user:{u}")), details).await;
+            }
+        }
+        res
+    }
+
+    async fn login_checked(
+        &self,
+        input: &LoginInput<'_>,
+        known: &mut Option<UserId>,
+    ) -> Result<Issued, ApiError> {
         if self.ip_limiter.check_key(&input.ip).is_err() {
             return Err(ApiError::new(
                 ErrorCode::RateLimited,
@@ -176,6 +234,7 @@ impl Auth {
         let email = normalize_email(input.email)?;
         let now = now_ms();
         let user = self.db.user_by_email(&email).await?;
+        *known = user.as_ref().map(|u| u.id);
 
         let locked = match &user {
             Some(u) => u.locked_until.is_some_and(|t| t > now),
@@ -276,7 +335,7 @@ impl Auth {
     }
 
     /// Rotates a refresh token. Reusing an old one revokes the whole session.
-    pub async fn refresh(&self, token: &str) -> Result<Issued, ApiError> {
+    pub async fn refresh(&self, token: &str, ip: Option<String>) -> Result<Issued, ApiError> {
         let now = now_ms();
         let (access, access_hash) = tokens::new_token("at");
         let (refresh, refresh_hash) = tokens::new_token("rt");
@@ -303,6 +362,14 @@ impl Auth {
                 portal,
             }),
             Refresh::Reused { session_id, user_id } => {
+                self.audit(
+                    "auth.refresh_token_reused",
+                    Some(user_id),
+                    ip.clone(),
+                    Some(crate::audit::session_ref(&session_id)),
+                    serde_json::json!({"session_revoked": true}),
+                )
+                .await;
                 // No session id in logs (see `http::auth::login`); `sessions.revoked_reason` says which.
                 tracing::warn!(user = %user_id, "refresh token reused: session revoked");
                 self.revocations.revoke_session(user_id, session_id);
@@ -336,7 +403,11 @@ impl Auth {
             return Err(ApiError::new(ErrorCode::TokenExpired, "the access token has expired; refresh it"));
         }
         if row.session_expires_at <= now || now - row.last_used_at > self.idle_ms {
-            self.db.revoke_session(row.user_id, row.session_id, "inactive", now).await?;
+            if self.db.revoke_session(row.user_id, row.session_id, "inactive", now).await? {
+                let details = serde_json::json!({"reason": "inactive"});
+                let target = Some(crate::audit::session_ref(&row.session_id));
+                self.audit("auth.session_ended", Some(row.user_id), None, target, details).await;
+            }
             return Err(ApiError::new(
                 ErrorCode::SessionRevoked,
                 "the session ended after inactivity; sign in again",
@@ -360,17 +431,36 @@ impl Auth {
         &self,
         user: UserId,
         session: SessionId,
-        reason: &str,
+        reason: &'static str,
+        ip: Option<String>,
     ) -> Result<bool, ApiError> {
         let done = self.db.revoke_session(user, session, reason, now_ms()).await?;
         self.revocations.revoke_session(user, session);
+        if done {
+            let details = serde_json::json!({"reason": reason});
+            self.audit(
+                "auth.session_ended",
+                Some(user),
+                ip,
+                Some(crate::audit::session_ref(&session)),
+                details,
+            )
+            .await;
+        }
         Ok(done)
     }
 
     /// Ends every session of a user.
-    pub async fn revoke_all(&self, user: UserId, reason: &str) -> Result<u64, ApiError> {
+    pub async fn revoke_all(
+        &self,
+        user: UserId,
+        reason: &'static str,
+        ip: Option<String>,
+    ) -> Result<u64, ApiError> {
         let n = self.db.revoke_all_sessions(user, reason, now_ms()).await?;
         self.revocations.revoke_user(user);
+        let details = serde_json::json!({"reason": reason, "sessions": n});
+        self.audit("auth.sessions_ended", Some(user), ip, Some(format!("user:{user}")), details).await;
         Ok(n)
     }
 }

@@ -250,14 +250,19 @@ pub async fn refresh(
             (c.value().to_owned(), TokenMode::Cookie)
         }
     };
-    let issued = app.auth.refresh(&token).await?;
+    let ip = super::client_ip(&req, app.settings.trust_proxy).to_string();
+    let issued = app.auth.refresh(&token, Some(ip)).await?;
     issued_response(&app, issued, mode).await
 }
 
 /// Sign out of this session.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 204)), security(("bearer" = [])))]
-pub async fn logout(caller: Caller, app: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    app.auth.revoke_session(caller.user_id, caller.session_id, "logout").await?;
+pub async fn logout(
+    caller: Caller,
+    ip: super::ClientIp,
+    app: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    app.auth.revoke_session(caller.user_id, caller.session_id, "logout", Some(ip.0)).await?;
     Ok(clear_cookies(HttpResponse::NoContent()).finish())
 }
 
@@ -270,8 +275,12 @@ pub struct Revoked {
 
 /// Sign out everywhere: every session of the user ends and their live sockets close.
 #[utoipa::path(post, path = "/api/v1/auth/logout-all", tag = "auth", responses((status = 200, body = Revoked)), security(("bearer" = [])))]
-pub async fn logout_all(caller: Caller, app: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let revoked = app.auth.revoke_all(caller.user_id, "logout_all").await?;
+pub async fn logout_all(
+    caller: Caller,
+    ip: super::ClientIp,
+    app: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let revoked = app.auth.revoke_all(caller.user_id, "logout_all", Some(ip.0)).await?;
     Ok(clear_cookies(HttpResponse::Ok()).json(Revoked { revoked }))
 }
 
@@ -291,10 +300,15 @@ pub async fn sessions(caller: Caller, app: web::Data<AppState>) -> Result<HttpRe
     responses((status = 204), (status = 404)), security(("bearer" = [])))]
 pub async fn end_session(
     caller: Caller,
+    ip: super::ClientIp,
     app: web::Data<AppState>,
     path: web::Path<uuid::Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    if app.auth.revoke_session(caller.user_id, SessionId(path.into_inner()), "ended_by_user").await? {
+    if app
+        .auth
+        .revoke_session(caller.user_id, SessionId(path.into_inner()), "ended_by_user", Some(ip.0))
+        .await?
+    {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::not_found("session"))

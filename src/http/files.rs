@@ -92,7 +92,37 @@ pub async fn link(
             format!("{scheme}://{}", info.host())
         }
     };
+    let ip = super::client_ip(&req, app.settings.trust_proxy).to_string();
+    audit_file(
+        &app,
+        "file.link_issued",
+        caller.user_id,
+        ip,
+        &file,
+        serde_json::json!({"expires_at": expires_at}),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(Link { url: format!("{base}{path}"), expires_at }))
+}
+
+/// Audits an action on a file, in the chains of its case's organisations. Refused when the
+/// audit record cannot be written: nothing leaves unaudited.
+async fn audit_file(
+    app: &AppState,
+    action: &'static str,
+    user: articula_protocol::UserId,
+    ip: String,
+    file: &crate::store::files::FileRow,
+    details: serde_json::Value,
+) -> Result<(), ApiError> {
+    let orgs = app.db.case_audit_orgs(file.case_id).await?;
+    let r = crate::audit::Record::new(action, Some(user), Some(ip))
+        .orgs(orgs)
+        .target(format!("file:{}", file.id))
+        .case(file.case_id)
+        .details(details);
+    crate::audit::record(&app.db, r).await?;
+    Ok(())
 }
 
 /// Downloads a file through a signed link (Range requests supported). The request must also be
@@ -150,6 +180,9 @@ pub async fn content(
             recorded,
             now_ms(),
         )
+        .await?;
+    let range_details = recorded.map(|(a, b)| serde_json::json!([a, b]));
+    audit_file(&app, "file.download", caller.user_id, ip, &file, serde_json::json!({"range": range_details}))
         .await?;
     tracing::info!(file = %file.id, user = %caller.user_id, start, end, "download");
 

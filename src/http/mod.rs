@@ -64,25 +64,17 @@ pub fn client_ip(req: &HttpRequest, trust_proxy: bool) -> std::net::IpAddr {
     peer
 }
 
-/// A resource whose unmatched methods answer 405 with a JSON error.
-/// The address a request comes from: the peer, or with `trust_proxy` the client address the
-/// proxy reports (`X-Forwarded-For`, `Forwarded`).
+/// The address a request comes from, as [`client_ip`] finds it (an extractor).
 pub struct ClientIp(pub String);
 
 impl actix_web::FromRequest for ClientIp {
     type Error = actix_web::Error;
     type Future = std::future::Ready<Result<Self, Self::Error>>;
 
-    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let trust =
             req.app_data::<web::Data<crate::state::AppState>>().is_some_and(|a| a.settings.trust_proxy);
-        let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
-        let ip = if trust {
-            req.connection_info().realip_remote_addr().map(str::to_owned).unwrap_or(peer)
-        } else {
-            peer
-        };
-        std::future::ready(Ok(ClientIp(ip)))
+        std::future::ready(Ok(ClientIp(client_ip(req, trust).to_string())))
     }
 }
 
@@ -97,6 +89,7 @@ pub fn upgrade_ip(req: &actix_http::Request, trust_proxy: bool) -> String {
     forwarded.or_else(|| req.peer_addr().map(|a| a.ip().to_string())).unwrap_or_default()
 }
 
+/// A resource whose unmatched methods answer 405 with a JSON error.
 pub fn resource(path: &str) -> Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }

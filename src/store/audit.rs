@@ -276,6 +276,24 @@ impl Db {
         Ok(appended)
     }
 
+    /// The organisations whose chains an action on a case joins: its clinic, and its lab when
+    /// the case is visible to the lab.
+    pub async fn case_audit_orgs(&self, case: CaseId) -> Result<Vec<articula_protocol::OrgId>, StoreError> {
+        let row: Option<(String, Option<String>, String, Option<String>)> = with_db!(self, pool => {
+            sqlx::query("SELECT clinic_id, lab_id, status, status_before_hold FROM cases WHERE id = $1")
+                .bind(case.to_string()).fetch_optional(pool).await?
+                .map(|r| Ok::<_, StoreError>((r.try_get("clinic_id")?, r.try_get("lab_id")?, r.try_get("status")?, r.try_get("status_before_hold")?)))
+                .transpose()?
+        });
+        let Some((clinic, lab, status, before_hold)) = row else { return Ok(Vec::new()) };
+        let effective = if status == "on_hold" { before_hold.unwrap_or_default() } else { status };
+        let mut orgs = vec![parse(&clinic, "clinic id")?];
+        if let Some(lab) = lab.filter(|_| effective != "draft") {
+            orgs.push(parse(&lab, "lab id")?);
+        }
+        Ok(orgs)
+    }
+
     /// How far the audit log is behind: feed rows not chained yet, and inbox rows.
     pub async fn audit_backlog(&self) -> Result<(i64, i64), StoreError> {
         with_db!(self, pool => {

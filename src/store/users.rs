@@ -199,7 +199,11 @@ impl Db {
                 .execute(&mut *tx).await?;
             tx.commit().await?;
         });
-        Ok(())
+        let r = crate::audit::Record::new("membership.granted", None, None)
+            .orgs([org])
+            .target(format!("user:{user}"))
+            .details(serde_json::json!({"role": role}));
+        self.audit_record(&r).await
     }
 
     /// Ends one membership of a user; false when they did not hold it. Their live sockets lose
@@ -226,6 +230,13 @@ impl Db {
             tx.commit().await?;
             n
         });
+        if n > 0 {
+            let r = crate::audit::Record::new("membership.revoked", None, None)
+                .orgs([org])
+                .target(format!("user:{user}"))
+                .details(serde_json::json!({"role": role}));
+            self.audit_record(&r).await?;
+        }
         Ok(n > 0)
     }
 
@@ -350,6 +361,8 @@ impl Db {
     /// for other processes. Returns false when there is no such user.
     pub async fn revoke_user(&self, user: UserId, reason: &str, now: i64) -> Result<bool, StoreError> {
         let uid = user.to_string();
+        // The organisations they leave (their audit chains record it).
+        let orgs: Vec<OrgId> = self.memberships(user).await?.iter().map(|m| m.org_id).collect();
         with_db!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let n = sqlx::query("UPDATE users SET status = 'revoked' WHERE id = $1")
@@ -365,6 +378,11 @@ impl Db {
                 .bind(&uid).bind(reason).bind(now).execute(&mut *tx).await?;
             tx.commit().await?;
         });
+        let r = crate::audit::Record::new("user.revoked", None, None)
+            .orgs(orgs)
+            .target(format!("user:{user}"))
+            .details(serde_json::json!({"reason": reason}));
+        self.audit_record(&r).await?;
         Ok(true)
     }
 }
