@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use articula_protocol::{CaseStatus, ErrorCode, EventData, OrgId, Role, UserId};
+use articula_protocol::{Capability, CaseStatus, ErrorCode, EventData, OrgId, Role, UserId};
 
 use crate::error::CommandError;
 
@@ -45,10 +45,75 @@ impl Principal {
     }
 }
 
-/// What decides who may see a case: its clinic, doctor and lab, and whether it was submitted
-/// (a draft, also a draft put on hold, is the clinic's own). Carried by every event frame as it
-/// is after the event, so sockets re-evaluate their access at the very event that changes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A set of capabilities.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Caps(u8);
+
+impl Caps {
+    fn bit(c: Capability) -> u8 {
+        match c {
+            Capability::View => 1,
+            Capability::Chat => 2,
+            Capability::Upload => 4,
+            Capability::EditRx => 8,
+            Capability::Approve => 16,
+            Capability::Manage => 32,
+        }
+    }
+
+    /// These capabilities (`view` is implied by any other).
+    pub fn of(list: &[Capability]) -> Self {
+        let bits = list.iter().fold(0, |b, c| b | Self::bit(*c));
+        Self(if bits == 0 { 0 } else { bits | 1 })
+    }
+
+    /// Whether it holds `c`.
+    pub fn has(self, c: Capability) -> bool {
+        self.0 & Self::bit(c) != 0
+    }
+
+    /// Whether it holds every capability of `other`.
+    pub fn covers(self, other: Caps) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// As a list, in a fixed order.
+    pub fn list(self) -> Vec<Capability> {
+        use Capability::*;
+        [View, Chat, Upload, EditRx, Approve, Manage].into_iter().filter(|c| self.has(*c)).collect()
+    }
+
+    /// No capability.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// A per-case grant as the visibility rule sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GrantRule {
+    /// Who holds it.
+    pub user_id: UserId,
+    /// What it allows.
+    pub caps: Caps,
+    /// Until when (ms); `None`: until revoked.
+    pub until: Option<i64>,
+    /// Read access for a support account.
+    pub support: bool,
+}
+
+impl GrantRule {
+    /// Whether it is in force at `now`.
+    pub fn live(&self, now: i64) -> bool {
+        self.until.is_none_or(|u| u > now)
+    }
+}
+
+/// What decides who may see a case: its clinic, doctor and lab, whether it was submitted
+/// (a draft, also a draft put on hold, is the clinic's own), and its per-case grants. Carried by
+/// every event frame as it is after the event, so sockets re-evaluate their access at the very
+/// event that changes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Visibility {
     /// The clinic.
     pub clinic_id: OrgId,
@@ -58,6 +123,8 @@ pub struct Visibility {
     pub lab_id: Option<OrgId>,
     /// No longer a draft (its effective status, looking through `on_hold`).
     pub submitted: bool,
+    /// Per-case grants (their end times are checked when access is computed).
+    pub grants: Arc<[GrantRule]>,
 }
 
 impl Visibility {
@@ -66,10 +133,33 @@ impl Visibility {
         self.lab_id.is_some() && self.submitted
     }
 
+    /// The earliest end of a grant in force at `now`.
+    pub fn next_expiry(&self, now: i64) -> Option<i64> {
+        self.grants.iter().filter(|g| g.live(now)).filter_map(|g| g.until).min()
+    }
+
     /// The visibility after `event`: the same rule the case state applies, for readers that
     /// only have the events (catch-up from the log).
     pub fn after(mut self, event: &EventData) -> Self {
+        let set_grant = |v: &mut Self, user: UserId, g: Option<GrantRule>| {
+            let mut list: Vec<GrantRule> = v.grants.iter().filter(|x| x.user_id != user).copied().collect();
+            list.extend(g);
+            list.sort_by_key(|x| x.user_id);
+            v.grants = list.into();
+        };
         match event {
+            EventData::GrantGiven { user_id, capabilities, until, support } => {
+                let g = GrantRule {
+                    user_id: *user_id,
+                    caps: Caps::of(capabilities),
+                    until: *until,
+                    support: *support,
+                };
+                set_grant(&mut self, *user_id, Some(g));
+            }
+            EventData::GrantRevoked { user_id } | EventData::GrantExpired { user_id } => {
+                set_grant(&mut self, *user_id, None);
+            }
             EventData::CaseUpdated { lab_id: Some(lab), .. } => self.lab_id = *lab,
             EventData::StatusChanged { from, to, .. } => {
                 self.submitted =
@@ -81,8 +171,8 @@ impl Visibility {
     }
 }
 
-/// A user's relation to one case, computed by the server from memberships (inside the SQL) and
-/// handed to the case actor with every command. A user can hold several relations at once.
+/// A user's relation to one case: their roles towards it, and what a per-case grant adds. A
+/// user can hold several relations at once.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CaseAccess {
     /// The user.
@@ -95,24 +185,45 @@ pub struct CaseAccess {
     pub lab_tech: bool,
     /// A lab admin of the case's lab.
     pub lab_admin: bool,
+    /// An owner of the case's clinic (manages grants; sees no content by that alone).
+    pub clinic_owner: bool,
+    /// What a grant in force adds.
+    pub granted: Caps,
 }
 
 impl CaseAccess {
     /// The relation of `who` to a case that is as `vis` says.
     pub fn of(who: &Principal, vis: &Visibility) -> Self {
+        Self::at(who, vis, crate::clock::now_ms())
+    }
+
+    /// The same, at time `now` (grants end at their `until`).
+    pub fn at(who: &Principal, vis: &Visibility, now: i64) -> Self {
         let lab = vis.lab_id.filter(|_| vis.lab_visible());
+        let granted = vis
+            .grants
+            .iter()
+            .find(|g| g.user_id == who.user_id && g.live(now))
+            .map_or(Caps::default(), |g| g.caps);
         Self {
             user_id: who.user_id,
             doctor: who.user_id == vis.doctor_id && who.has(vis.clinic_id, Role::Doctor),
             clinic_admin: who.has(vis.clinic_id, Role::ClinicAdmin),
             lab_tech: lab.is_some_and(|l| who.has(l, Role::LabTech)),
             lab_admin: lab.is_some_and(|l| who.has(l, Role::LabAdmin)),
+            clinic_owner: who.has(vis.clinic_id, Role::Owner),
+            granted,
         }
+    }
+
+    /// A role that sees the case (not counting grants).
+    fn member(&self) -> bool {
+        self.doctor || self.clinic_admin || self.lab_tech || self.lab_admin
     }
 
     /// Can see the case at all.
     pub fn any(&self) -> bool {
-        self.doctor || self.clinic_admin || self.lab_tech || self.lab_admin
+        self.member() || self.granted.has(Capability::View)
     }
 
     /// Acts for the clinic (doctor of the case or clinic admin).
@@ -125,14 +236,50 @@ impl CaseAccess {
         self.lab_tech || self.lab_admin
     }
 
-    /// May chat, upload and mark read: every role that sees the case.
+    /// May chat and mark read: every role that sees the case, or a grant of `chat`.
     pub fn may_chat(&self) -> bool {
-        self.any()
+        self.member() || self.granted.has(Capability::Chat)
     }
 
-    /// May edit and sign the Rx, decide proposals and approvals: the case's doctor only.
+    /// May add files: every role that sees the case, or a grant of `upload`.
+    pub fn may_upload(&self) -> bool {
+        self.member() || self.granted.has(Capability::Upload)
+    }
+
+    /// May edit and sign the Rx and decide proposals: the case's doctor, or a grant of `edit_rx`.
     pub fn may_prescribe(&self) -> bool {
-        self.doctor
+        self.doctor || self.granted.has(Capability::EditRx)
+    }
+
+    /// May approve or reject designs: the case's doctor, or a grant of `approve`.
+    pub fn may_approve(&self) -> bool {
+        self.doctor || self.granted.has(Capability::Approve)
+    }
+
+    /// May give and take grants: the case's doctor, an owner of its clinic, or a grant of
+    /// `manage` (then only capabilities they hold).
+    pub fn may_manage(&self) -> bool {
+        self.doctor || self.clinic_owner || self.granted.has(Capability::Manage)
+    }
+
+    /// The capabilities this caller may pass on.
+    pub fn grantable(&self) -> Caps {
+        if self.doctor || self.clinic_owner {
+            return Caps::of(&Capability::ALL);
+        }
+        let mut have = vec![Capability::View];
+        for (c, yes) in [
+            (Capability::Chat, self.may_chat()),
+            (Capability::Upload, self.may_upload()),
+            (Capability::EditRx, self.may_prescribe()),
+            (Capability::Approve, self.may_approve()),
+            (Capability::Manage, self.may_manage()),
+        ] {
+            if yes {
+                have.push(c);
+            }
+        }
+        Caps::of(&have)
     }
 
     /// Refuses unless `allowed`.

@@ -253,6 +253,20 @@ fn event_examples() -> Vec<(&'static str, ServerMessage)> {
                 },
             ),
         ),
+        (
+            "grant_given",
+            event(
+                15,
+                EventData::GrantGiven {
+                    user_id: id(11),
+                    capabilities: vec![Capability::View, Capability::Chat],
+                    until: Some(1_790_600_000_000),
+                    support: false,
+                },
+            ),
+        ),
+        ("grant_revoked", event(16, EventData::GrantRevoked { user_id: id(11) })),
+        ("grant_expired", event(17, EventData::GrantExpired { user_id: id(11) })),
     ]
 }
 

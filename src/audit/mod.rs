@@ -149,6 +149,13 @@ pub fn event_summary(case: CaseId, data: &EventData) -> (String, Value) {
             json!({"size": size, "content_type": content_type, "sha256": sha256, "kind": file_kind, "voided_approvals": voided_approvals}),
         ),
         EventData::VoiceTranscribed { file_id, .. } => (format!("file:{file_id}"), json!({})),
+        EventData::GrantGiven { user_id, capabilities, until, support } => (
+            format!("user:{user_id}"),
+            json!({"capabilities": capabilities, "until": until, "support": support}),
+        ),
+        EventData::GrantRevoked { user_id } | EventData::GrantExpired { user_id } => {
+            (format!("user:{user_id}"), json!({}))
+        }
     }
 }
 

@@ -4,6 +4,7 @@ pub mod assets;
 pub mod auth;
 pub mod cases;
 pub mod files;
+pub mod grants;
 pub mod headers;
 pub mod health;
 pub mod openapi;
@@ -107,6 +108,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
                 .configure(auth::routes)
                 .configure(cases::routes)
                 .configure(files::routes)
+                .configure(grants::routes)
                 .service(resource("/ws").route(web::get().to(crate::ws::endpoint)))
                 .default_service(web::to(not_found)),
         )

@@ -4,7 +4,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, cases, files, health};
+use super::{auth, cases, files, grants, health};
 use crate::uploads::tus;
 
 struct BearerAuth;
@@ -36,6 +36,7 @@ impl Modify for BearerAuth {
         cases::labs, cases::board, cases::list, cases::create, cases::get, cases::update, cases::set_status,
         cases::events, cases::messages, cases::rx, cases::rx_history, cases::approvals, cases::participants,
         files::list, files::link, files::content,
+        grants::list, grants::give, grants::revoke,
         tus::options, tus::create, tus::head, tus::patch, tus::terminate,
         document,
     ),

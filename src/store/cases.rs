@@ -12,16 +12,40 @@ use super::{Db, StoreError, parse};
 use crate::with_db;
 
 /// The visibility rule of DESIGN §2, with `$1` = the caller's user id: the case's own doctor (still
-/// a doctor of its clinic), any clinic admin of its clinic, and the technicians and admins of the
-/// lab it is routed to once it is no longer a draft. Owners and auditors see no case content.
-pub const VISIBLE: &str = "(
+/// a doctor of its clinic), any clinic admin of its clinic, the technicians and admins of the
+/// lab it is routed to once it is no longer a draft, and whoever holds a grant in force on the
+/// case (`{NOW}`: the database's clock in ms, see [`visible`]). Owners and auditors see no case
+/// content by their role alone.
+const VISIBLE: &str = "(
     (c.doctor_id = $1 AND EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.clinic_id
         AND m.role = 'doctor' AND m.revoked_at IS NULL))
     OR EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.clinic_id
         AND m.role = 'clinic_admin' AND m.revoked_at IS NULL)
     OR (c.status <> 'draft' AND NOT (c.status = 'on_hold' AND c.status_before_hold = 'draft') AND EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.lab_id
         AND m.role IN ('lab_tech', 'lab_admin') AND m.revoked_at IS NULL))
+    OR EXISTS (SELECT 1 FROM case_grants g WHERE g.case_id = c.id AND g.user_id = $1
+        AND (g.until IS NULL OR g.until > {NOW}))
 )";
+
+/// The current time in milliseconds, in each database's own words.
+pub fn now_sql(db: &Db) -> &'static str {
+    match db {
+        Db::Sqlite(_) => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+        Db::Postgres(_) => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+    }
+}
+
+/// Capabilities stored as a comma-separated list.
+pub fn caps_of(stored: Option<&str>) -> articula_actors::policy::Caps {
+    let list: Vec<articula_protocol::Capability> =
+        stored.unwrap_or_default().split(',').filter_map(|c| c.trim().parse().ok()).collect();
+    articula_actors::policy::Caps::of(&list)
+}
+
+/// [`VISIBLE`] for `db`.
+pub fn visible(db: &Db) -> String {
+    VISIBLE.replace("{NOW}", now_sql(db))
+}
 
 /// A case as the REST API shows it.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
@@ -181,6 +205,47 @@ impl BoardScope {
 const BOARD_KEEP_FINISHED_MS: i64 = 7 * 24 * 3600 * 1000;
 
 impl Db {
+    /// Whether a user may read a case's grants: they see the case, or own its clinic.
+    pub async fn may_see_grants(&self, user: UserId, case: CaseId) -> Result<bool, StoreError> {
+        if self.case_access(user, case).await?.is_some() {
+            return Ok(true);
+        }
+        with_db!(self, pool => {
+            Ok(sqlx::query(
+                "SELECT 1 AS one FROM cases c JOIN memberships m ON m.org_id = c.clinic_id AND m.user_id = $1
+                   AND m.role = 'owner' AND m.revoked_at IS NULL WHERE c.id = $2",
+            )
+            .bind(user.to_string()).bind(case.to_string()).fetch_optional(pool).await?.is_some())
+        })
+    }
+
+    /// The grants in force on a case.
+    pub async fn grants(&self, case: CaseId) -> Result<Vec<crate::http::grants::GrantView>, StoreError> {
+        let now = now_sql(self);
+        with_db!(self, pool => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT g.user_id, u.name, g.capabilities, g.until, g.support, g.given_by, g.given_at
+                 FROM case_grants g JOIN users u ON u.id = g.user_id
+                 WHERE g.case_id = $1 AND (g.until IS NULL OR g.until > {now}) ORDER BY u.name"
+            )))
+            .bind(case.to_string()).fetch_all(pool).await?
+            .iter()
+            .map(|r| {
+                let caps: String = r.try_get("capabilities")?;
+                Ok(crate::http::grants::GrantView {
+                    user_id: r.try_get("user_id")?,
+                    name: r.try_get("name")?,
+                    capabilities: caps_of(Some(&caps)).list(),
+                    until: r.try_get("until")?,
+                    support: r.try_get("support")?,
+                    given_by: r.try_get("given_by")?,
+                    given_at: r.try_get("given_at")?,
+                })
+            })
+            .collect()
+        })
+    }
+
     /// Everyone who can see a case (its doctor, the clinic's admins, the lab's members once the
     /// case is submitted), with their names. Callers must have checked access first.
     pub async fn participants(&self, case: CaseId) -> Result<Vec<Participant>, StoreError> {
@@ -200,6 +265,11 @@ impl Db {
             .map(|r| Ok((r.try_get("id")?, r.try_get("name")?, r.try_get("role")?)))
             .collect::<Result<_, StoreError>>()?
         });
+        // And whoever holds a grant in force (as `grant`, or `support`).
+        let mut rows = rows;
+        for g in self.grants(case).await? {
+            rows.push((g.user_id, g.name, if g.support { "support".into() } else { "grant".into() }));
+        }
         let mut out: Vec<Participant> = Vec::new();
         for (id, name, role) in rows {
             let user_id: UserId = parse(&id, "user id")?;
@@ -214,9 +284,12 @@ impl Db {
 
     /// The caller's relation to a case, or `None` when they may not see it (or it does not exist).
     pub async fn case_access(&self, user: UserId, case: CaseId) -> Result<Option<CaseAccess>, StoreError> {
+        let now = now_sql(self);
         let row = with_db!(self, pool => {
-            let r = sqlx::query(
+            let r = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT
+                   (SELECT g.capabilities FROM case_grants g WHERE g.case_id = c.id AND g.user_id = $1
+                      AND (g.until IS NULL OR g.until > {now})) AS granted,
                    (c.doctor_id = $1 AND EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.clinic_id
                       AND m.role = 'doctor' AND m.revoked_at IS NULL)) AS is_doctor,
                    EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.clinic_id
@@ -226,7 +299,7 @@ impl Db {
                    (c.status <> 'draft' AND NOT (c.status = 'on_hold' AND c.status_before_hold = 'draft') AND EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = $1 AND m.org_id = c.lab_id
                       AND m.role = 'lab_admin' AND m.revoked_at IS NULL)) AS is_lab_admin
                  FROM cases c WHERE c.id = $2",
-            )
+            )))
             .bind(user.to_string()).bind(case.to_string())
             .fetch_optional(pool).await?;
             match r {
@@ -236,12 +309,15 @@ impl Db {
                     r.try_get::<bool, _>("is_admin")?,
                     r.try_get::<bool, _>("is_tech")?,
                     r.try_get::<bool, _>("is_lab_admin")?,
+                    r.try_get::<Option<String>, _>("granted")?,
                 )),
             }
         });
         Ok(row
-            .map(|(doctor, clinic_admin, lab_tech, lab_admin)| CaseAccess {
+            .map(|(doctor, clinic_admin, lab_tech, lab_admin, granted)| CaseAccess {
                 user_id: user,
+                granted: caps_of(granted.as_deref()),
+                clinic_owner: false,
                 doctor,
                 clinic_admin,
                 lab_tech,
@@ -257,8 +333,9 @@ impl Db {
         case: CaseId,
         today: time::Date,
     ) -> Result<Option<CaseView>, StoreError> {
+        let vis = visible(self);
         with_db!(self, pool => {
-            let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {VIEW_COLS} {VIEW_FROM} WHERE {VISIBLE} AND c.id = $2")))
+            let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {VIEW_COLS} {VIEW_FROM} WHERE {vis} AND c.id = $2")))
                 .bind(user.to_string()).bind(case.to_string())
                 .fetch_optional(pool).await?;
             r.map(|r| view_from_row(&r, today)).transpose()
@@ -276,9 +353,10 @@ impl Db {
             let escaped = q.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
             format!("%{escaped}%")
         });
+        let vis = visible(self);
         with_db!(self, pool => {
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {VIEW_COLS} {VIEW_FROM} WHERE {VISIBLE}
+                "SELECT {VIEW_COLS} {VIEW_FROM} WHERE {vis}
                    AND ($2 IS NULL OR c.status = $2)
                    AND ($3 IS NULL OR LOWER(c.label) LIKE $3 ESCAPE '\\')
                    AND ($4 IS NULL OR c.lab_id = $4)

@@ -585,6 +585,23 @@ impl Db {
                         .bind(*rx_version as i64).bind(e.actor.to_string()).bind(e.at).bind(comment)
                         .execute(&mut *tx).await?;
                     }
+                    EventData::GrantGiven { user_id, capabilities, until, support } => {
+                        let caps: Vec<&str> = capabilities.iter().map(|c| c.as_str()).collect();
+                        sqlx::query(
+                            "INSERT INTO case_grants (case_id, user_id, capabilities, until, support, given_by, given_at, seq)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                             ON CONFLICT (case_id, user_id) DO UPDATE SET capabilities = excluded.capabilities,
+                               until = excluded.until, support = excluded.support, given_by = excluded.given_by,
+                               given_at = excluded.given_at, seq = excluded.seq",
+                        )
+                        .bind(&case).bind(user_id.to_string()).bind(caps.join(",")).bind(*until).bind(*support)
+                        .bind(e.actor.to_string()).bind(e.at).bind(seq)
+                        .execute(&mut *tx).await?;
+                    }
+                    EventData::GrantRevoked { user_id } | EventData::GrantExpired { user_id } => {
+                        sqlx::query("DELETE FROM case_grants WHERE case_id = $1 AND user_id = $2")
+                            .bind(&case).bind(user_id.to_string()).execute(&mut *tx).await?;
+                    }
                     EventData::ApprovalDecided { approval_id, decision, comment } => {
                         let status = match decision {
                             articula_protocol::Decision::Approve => "approved",

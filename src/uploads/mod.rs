@@ -226,7 +226,7 @@ pub async fn new_upload(
     }
     let filename = tus::valid_filename(&n.filename)?;
     let access = app.db.case_access(user, n.case_id).await?.ok_or_else(|| ApiError::not_found("case"))?;
-    if !access.may_chat() {
+    if !access.may_upload() {
         return Err(ApiError::forbidden("your role may not upload to this case"));
     }
     let case = app

@@ -665,12 +665,12 @@ impl WsSession {
         if frame.seq != sub.last_seq + 1 {
             return Step::Gap;
         }
-        if let Some(vis) = frame.visibility
-            && vis != sub.visibility
+        if let Some(vis) = &frame.visibility
+            && *vis != sub.visibility
         {
-            sub.visibility = vis;
+            sub.visibility = vis.clone();
             if let Some(who) = &self.who {
-                sub.access = CaseAccess::of(who, &vis);
+                sub.access = CaseAccess::of(who, vis);
             }
             if !sub.access.any() {
                 let last = sub.last_seq;
@@ -729,7 +729,7 @@ impl WsSession {
                         break;
                     }
                     // Who may see it after this event: the case actor's rule, replayed.
-                    sub.visibility = sub.visibility.after(&ev.data);
+                    sub.visibility = sub.visibility.clone().after(&ev.data);
                     sub.access = CaseAccess::of(&who, &sub.visibility);
                     if !sub.access.any() {
                         lost = Some(sub.last_seq);

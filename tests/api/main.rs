@@ -12,6 +12,7 @@ mod audit;
 mod auth;
 mod cases;
 mod files;
+mod grants;
 mod hardening;
 mod realtime;
 mod security;

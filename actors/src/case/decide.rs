@@ -271,7 +271,7 @@ pub fn decide(state: &CaseState, access: &CaseAccess, cmd: &CaseCommand) -> Resu
             })
         }
         CaseCommand::DecideApproval(d) => {
-            access.require(access.may_prescribe(), "approve designs (only the case's doctor may)")?;
+            access.require(access.may_approve(), "approve designs (only the case's doctor may)")?;
             let approval =
                 state.approvals.get(&d.approval_id).ok_or_else(|| CommandError::not_found("approval"))?;
             match approval.status {
@@ -302,7 +302,7 @@ pub fn decide(state: &CaseState, access: &CaseAccess, cmd: &CaseCommand) -> Resu
         }
         CaseCommand::UpdateCase(u) => decide_update(state, access, u),
         CaseCommand::AddFile(f) => {
-            access.require(access.may_chat(), "upload files to this case")?;
+            access.require(access.may_upload(), "upload files to this case")?;
             let voided = if f.kind == FileKind::Design {
                 state.approvals_voided_by_design(&f.sha256)
             } else {
@@ -328,7 +328,75 @@ pub fn decide(state: &CaseState, access: &CaseAccess, cmd: &CaseCommand) -> Resu
                 text: text("transcript", t, MAX_TRANSCRIPT_CHARS)?,
             })
         }
+        CaseCommand::GiveGrant { user_id, capabilities, until, support, grantee_orgs } => {
+            decide_grant(state, access, *user_id, capabilities, *until, *support, grantee_orgs)
+        }
+        CaseCommand::RevokeGrant { user_id } => {
+            access.require(access.may_manage(), "manage grants on this case")?;
+            let now = crate::clock::now_ms();
+            if !state.grants.iter().any(|g| g.user_id == *user_id && g.live(now)) {
+                return Err(CommandError::not_found("grant"));
+            }
+            Ok(EventData::GrantRevoked { user_id: *user_id })
+        }
     }
+}
+
+/// Longest a grant may run (ms): a year; support grants 30 days.
+const MAX_GRANT_MS: i64 = 365 * 86_400_000;
+const MAX_SUPPORT_GRANT_MS: i64 = 30 * 86_400_000;
+
+fn decide_grant(
+    state: &CaseState,
+    access: &CaseAccess,
+    user_id: articula_protocol::UserId,
+    capabilities: &[articula_protocol::Capability],
+    until: Option<i64>,
+    support: bool,
+    grantee_orgs: &[articula_protocol::OrgId],
+) -> Result<EventData, CommandError> {
+    use articula_protocol::Capability;
+    access.require(access.may_manage(), "manage grants on this case")?;
+    let caps = policy::Caps::of(capabilities);
+    if caps.is_empty() {
+        return Err(CommandError::invalid("a grant needs at least one capability (view)"));
+    }
+    if user_id == access.user_id {
+        return Err(CommandError::invalid("you cannot give yourself a grant"));
+    }
+    if user_id == state.doctor_id {
+        return Err(CommandError::invalid("the case's doctor already holds every capability"));
+    }
+    let now = crate::clock::now_ms();
+    if until.is_some_and(|u| u <= now) {
+        return Err(CommandError::invalid("until must be in the future"));
+    }
+    if support {
+        access.require(access.clinic_owner, "give support access (an owner of the clinic does)")?;
+        if caps != policy::Caps::of(&[Capability::View]) {
+            return Err(CommandError::invalid("support access is read access (view) only"));
+        }
+        match until {
+            Some(u) if u - now <= MAX_SUPPORT_GRANT_MS => {}
+            _ => return Err(CommandError::invalid("support access needs an end, at most 30 days ahead")),
+        }
+    } else {
+        if until.is_some_and(|u| u - now > MAX_GRANT_MS) {
+            return Err(CommandError::invalid("a grant may last at most a year"));
+        }
+        let member = grantee_orgs.contains(&state.clinic_id)
+            || state.lab_id.is_some_and(|l| grantee_orgs.contains(&l));
+        if !member {
+            // Not "not found": the caller chose this user, and may know who they are.
+            return Err(CommandError::invalid(
+                "grants go to members of the case's clinic or of its lab (support access excepted)",
+            ));
+        }
+    }
+    if !access.grantable().covers(caps) {
+        return Err(CommandError::forbidden("you may only pass on capabilities you hold yourself"));
+    }
+    Ok(EventData::GrantGiven { user_id, capabilities: caps.list(), until, support })
 }
 
 fn decide_update(

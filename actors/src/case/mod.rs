@@ -96,6 +96,25 @@ pub enum CaseCommand {
         /// The transcript.
         text: String,
     },
+    /// Give a user capabilities on the case (replacing their grant, if any).
+    GiveGrant {
+        /// To whom.
+        user_id: UserId,
+        /// What.
+        capabilities: Vec<articula_protocol::Capability>,
+        /// Until when (ms).
+        until: Option<i64>,
+        /// Read access for a support account.
+        support: bool,
+        /// The organisations the grantee belongs to (looked up by the server: grants go to
+        /// members of the case's clinic or lab, support grants to anyone).
+        grantee_orgs: Vec<OrgId>,
+    },
+    /// Take a user's grant back.
+    RevokeGrant {
+        /// Whose.
+        user_id: UserId,
+    },
 }
 
 /// A digest of a command (64-bit FNV-1a of its JSON), stored with the event it created: a
@@ -396,6 +415,14 @@ enum Phase {
     Retired,
 }
 
+/// Who an event is from, and the command that made it.
+struct Origin {
+    actor: UserId,
+    client_id: Option<String>,
+    digest: Option<u64>,
+    ip: Option<String>,
+}
+
 /// A validated change waiting to be durable.
 struct Pending {
     /// Committed together or not at all (an event and its snapshot, or a read mark).
@@ -446,6 +473,8 @@ pub struct CaseActor {
     handled: u64,
     /// An injected fault waiting for its handler (tests).
     armed: Option<PanicPoint>,
+    /// The timer of the next grant's end.
+    expiry: Option<(i64, SpawnHandle)>,
 }
 
 /// Fewest milliseconds between two `typing` frames of one user.
@@ -473,6 +502,7 @@ impl CaseActor {
             loaded_once: false,
             handled: 0,
             armed: None,
+            expiry: None,
         }
     }
 
@@ -595,7 +625,48 @@ impl CaseActor {
         }
         self.phase = Phase::Ready(Box::new(state));
         self.loaded_once = true;
+        self.expiry = None;
+        self.schedule_expiry(ctx);
         self.flush(ctx);
+    }
+
+    /// Arms a timer for the next grant's end (grants stop granting at their `until` anyway;
+    /// the event records it and takes the case from live sockets at that moment).
+    fn schedule_expiry(&mut self, ctx: &mut Context<Self>) {
+        let Phase::Ready(state) = &self.phase else { return };
+        let now = now_ms();
+        let next = state.grants.iter().filter_map(|g| g.until).min();
+        match (next, &self.expiry) {
+            (Some(at), Some((armed, _))) if *armed == at => {}
+            (Some(at), _) => {
+                if let Some((_, h)) = self.expiry.take() {
+                    ctx.cancel_future(h);
+                }
+                let wait = Duration::from_millis((at - now).max(0) as u64 + 1);
+                let h = ctx.run_later(wait, |act, ctx| {
+                    act.expiry = None;
+                    act.guarded(ctx, |act, ctx| act.expire_grants(ctx));
+                });
+                self.expiry = Some((at, h));
+            }
+            (None, _) => {
+                if let Some((_, h)) = self.expiry.take() {
+                    ctx.cancel_future(h);
+                }
+            }
+        }
+    }
+
+    /// Records the end of every grant whose time has come.
+    fn expire_grants(&mut self, ctx: &mut Context<Self>) {
+        let Phase::Ready(state) = &self.phase else { return };
+        let now = now_ms();
+        let ended: Vec<UserId> = state.grants.iter().filter(|g| !g.live(now)).map(|g| g.user_id).collect();
+        for user_id in ended {
+            let origin = Origin { actor: user_id, client_id: None, digest: None, ip: None };
+            self.append(EventData::GrantExpired { user_id }, origin, None, ctx);
+        }
+        self.schedule_expiry(ctx);
     }
 
     /// A command: checked against the caller's relation to the case now, the command window
@@ -628,7 +699,10 @@ impl CaseActor {
             return;
         }
         let access = CaseAccess::of(&cmd.who, &state.visibility());
-        if !access.any() && !cmd.who.system {
+        // An owner of the clinic manages grants on cases whose content they do not see.
+        let owner_managing = access.clinic_owner
+            && matches!(cmd.body, CaseCommand::GiveGrant { .. } | CaseCommand::RevokeGrant { .. });
+        if !access.any() && !cmd.who.system && !owner_managing {
             reply.send(Err(CommandError::not_found("case")));
             return;
         }
@@ -676,8 +750,6 @@ impl CaseActor {
         reply: Reply,
         ctx: &mut Context<Self>,
     ) {
-        let case_id = self.id;
-        let snapshot_every = self.deps.config.snapshot_every.max(1) as u64;
         let Phase::Ready(state) = &mut self.phase else {
             reply.send(Err(CommandError::unavailable()));
             return;
@@ -689,6 +761,26 @@ impl CaseActor {
                 return;
             }
         };
+        let origin = Origin {
+            actor: cmd.who.user_id,
+            digest: cmd.client_id.as_ref().map(|_| digest),
+            ip: cmd.who.ip.as_deref().map(str::to_owned),
+            client_id: cmd.client_id,
+        };
+        self.append(data, origin, Some(reply), ctx);
+    }
+
+    /// Appends an event (decided by a command, or by the actor itself: a grant's end) and
+    /// queues it for the next commit.
+    fn append(&mut self, data: EventData, origin: Origin, reply: Option<Reply>, ctx: &mut Context<Self>) {
+        let case_id = self.id;
+        let snapshot_every = self.deps.config.snapshot_every.max(1) as u64;
+        let Phase::Ready(state) = &mut self.phase else {
+            if let Some(r) = reply {
+                r.send(Err(CommandError::unavailable()));
+            }
+            return;
+        };
         let at = now_ms().max(state.last_activity);
         let deleted = match &data {
             EventData::MessageDeleted { message_id } => Some(*message_id),
@@ -698,10 +790,10 @@ impl CaseActor {
             case_id,
             seq: state.seq + 1,
             at,
-            actor: cmd.who.user_id,
-            digest: cmd.client_id.as_ref().map(|_| digest),
-            ip: cmd.who.ip.as_deref().map(str::to_owned),
-            client_id: cmd.client_id,
+            actor: origin.actor,
+            digest: origin.digest,
+            ip: origin.ip,
+            client_id: origin.client_id,
             data,
         };
         let before = state.visibility();
@@ -729,17 +821,20 @@ impl CaseActor {
             f.actor = Some(event.actor);
             Arc::new(f)
         });
+        let after_lab_visible = after.lab_visible();
         let (frame, inbox) = match (Frame::event(&event, after), inbox) {
             (Ok(f), Ok(i)) => (f, i),
             _ => {
                 // Only a bug in the protocol types gets here; the state already holds the event.
                 error!(case = %case_id, "encoding an event failed");
-                reply.send(Err(CommandError::new(ErrorCode::Internal, "internal error")));
+                if let Some(r) = reply {
+                    r.send(Err(CommandError::new(ErrorCode::Internal, "internal error")));
+                }
                 return self.crash(ctx);
             }
         };
         let seq = event.seq;
-        let command = event.client_id.clone().map(|id| (event.actor, id, digest));
+        let command = event.client_id.clone().zip(event.digest).map(|(id, digest)| (event.actor, id, digest));
         let mut items = vec![PersistItem::Event { event, row: state.row() }];
         if seq.is_multiple_of(snapshot_every) {
             match state.snapshot() {
@@ -749,16 +844,24 @@ impl CaseActor {
                 Err(e) => warn!(case = %case_id, error = %e, "serialising a snapshot failed"),
             }
         }
+        let grants_changed = matches!(
+            items.first(),
+            Some(PersistItem::Event { event, .. })
+                if matches!(event.data, EventData::GrantGiven { .. } | EventData::GrantRevoked { .. } | EventData::GrantExpired { .. })
+        );
         self.queued.push(Pending {
             items,
             seq: Some(seq),
             command,
             read_mark: None,
             frame: Some(frame),
-            waiters: vec![reply],
-            effects: Some(Effects { summary, inbox, lab_visible: after.lab_visible(), lab_lost, deleted }),
+            waiters: reply.into_iter().collect(),
+            effects: Some(Effects { summary, inbox, lab_visible: after_lab_visible, lab_lost, deleted }),
             accepted: Instant::now(),
         });
+        if grants_changed {
+            self.schedule_expiry(ctx);
+        }
         self.flush(ctx);
     }
 

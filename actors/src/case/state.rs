@@ -17,7 +17,7 @@ use articula_protocol::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{self, Visibility};
+use crate::policy::{self, GrantRule, Visibility};
 use crate::ports::{CaseRow, StoredEvent};
 
 /// Chat messages whose author and state the actor keeps in memory.
@@ -218,6 +218,8 @@ pub struct CaseState {
     pub messages: MessageCache,
     /// The latest command ids: (user, client id) → the event they created.
     pub commands: CommandWindow,
+    /// Per-case grants (sorted by user), as the visibility rule reads them.
+    pub grants: std::sync::Arc<[GrantRule]>,
 }
 
 /// A case state as stored in a snapshot (format [`SNAPSHOT_VERSION`]): everything but the
@@ -241,6 +243,9 @@ struct SnapshotV1 {
     files: Vec<(FileId, FileRef)>,
     /// Oldest first.
     commands: Vec<(UserId, String, CommandMark)>,
+    /// Per-case grants (absent in snapshots made before grants existed).
+    #[serde(default)]
+    grants: Vec<GrantRule>,
 }
 
 impl CaseState {
@@ -268,6 +273,7 @@ impl CaseState {
             files: HashMap::new(),
             messages: MessageCache::default(),
             commands: CommandWindow::default(),
+            grants: std::sync::Arc::from(Vec::new()),
         };
         for ev in events {
             state.apply(ev, ev.digest);
@@ -306,6 +312,7 @@ impl CaseState {
             proposals,
             files,
             commands,
+            grants: self.grants.to_vec(),
         })
     }
 
@@ -337,6 +344,7 @@ impl CaseState {
             files: s.files.into_iter().collect(),
             messages,
             commands,
+            grants: s.grants.into(),
         })
     }
 
@@ -440,6 +448,12 @@ impl CaseState {
                 self.files.insert(*file_id, FileRef { sha256: sha256.clone(), kind: *file_kind });
             }
             EventData::VoiceTranscribed { .. } => {}
+            EventData::GrantGiven { .. }
+            | EventData::GrantRevoked { .. }
+            | EventData::GrantExpired { .. } => {
+                // One rule for the state and for readers replaying events.
+                self.grants = self.visibility().after(&ev.data).grants;
+            }
         }
     }
 
@@ -486,6 +500,7 @@ impl CaseState {
             doctor_id: self.doctor_id,
             lab_id: self.lab_id,
             submitted: effective != Some(CaseStatus::Draft),
+            grants: self.grants.clone(),
         }
     }
 

@@ -163,6 +163,36 @@ wire_enum!(
 );
 
 wire_enum!(
+    /// What a per-case grant lets its holder do on the case.
+    Capability {
+        /// See the case: its events, chat, files, Rx and approvals.
+        View,
+        /// Post, edit and delete their own chat messages; mark read.
+        Chat,
+        /// Add files.
+        Upload,
+        /// Edit and sign the Rx, decide lab proposals.
+        EditRx,
+        /// Approve or reject designs.
+        Approve,
+        /// Give and take grants on the case (only capabilities they hold themselves).
+        Manage,
+    }
+);
+
+impl Capability {
+    /// Every capability.
+    pub const ALL: [Capability; 6] = [
+        Capability::View,
+        Capability::Chat,
+        Capability::Upload,
+        Capability::EditRx,
+        Capability::Approve,
+        Capability::Manage,
+    ];
+}
+
+wire_enum!(
     /// A doctor's decision on an approval request.
     Decision {
         /// The design is approved.

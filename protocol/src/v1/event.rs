@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::domain::{CaseStatus, Decision, FileKind, RxChange, RxFieldValue};
+use super::domain::{Capability, CaseStatus, Decision, FileKind, RxChange, RxFieldValue};
 use super::ids::{ApprovalId, FileId, MessageId, OrgId, ProposalId, UserId};
 
 /// What happened in a case. Each variant is one durable event in the case's log; the wire carries
@@ -158,6 +158,29 @@ pub enum EventData {
         /// The transcript.
         text: String,
     },
+    /// A user was given capabilities on this case (replacing any grant they had).
+    GrantGiven {
+        /// Who holds it.
+        user_id: UserId,
+        /// What it allows (always includes `view`).
+        capabilities: Vec<Capability>,
+        /// Until when, ms since the Unix epoch; absent: until revoked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<i64>,
+        /// Read access for a support account (members see a banner while it lasts).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        support: bool,
+    },
+    /// A grant was taken back.
+    GrantRevoked {
+        /// Who held it.
+        user_id: UserId,
+    },
+    /// A grant reached its end time.
+    GrantExpired {
+        /// Who held it.
+        user_id: UserId,
+    },
 }
 
 impl EventData {
@@ -178,6 +201,9 @@ impl EventData {
             EventData::ApprovalDecided { .. } => "approval_decided",
             EventData::FileAdded { .. } => "file_added",
             EventData::VoiceTranscribed { .. } => "voice_transcribed",
+            EventData::GrantGiven { .. } => "grant_given",
+            EventData::GrantRevoked { .. } => "grant_revoked",
+            EventData::GrantExpired { .. } => "grant_expired",
         }
     }
 
