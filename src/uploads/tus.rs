@@ -200,8 +200,16 @@ async fn create_upload(req: &HttpRequest, caller: &Caller, app: &AppState) -> Re
 
 /// The caller's own upload, still receiving.
 async fn own_upload(app: &AppState, caller: &Caller, id: Uuid) -> Result<UploadRow, ApiError> {
-    match app.db.upload(id).await? {
-        Some(u) if u.user_id == caller.user_id => match u.status.as_str() {
+    let upload = app.db.upload(id).await?.filter(|u| u.user_id == caller.user_id);
+    // Access is checked again at every request: an upload stops when its user loses the case
+    // (a membership or grant revoked), not only when it completes.
+    if let Some(u) = &upload
+        && !app.db.case_access(caller.user_id, u.case_id).await?.is_some_and(|a| a.may_upload())
+    {
+        return Err(ApiError::not_found("upload"));
+    }
+    match upload {
+        Some(u) => match u.status.as_str() {
             "receiving" | "done" => Ok(u),
             "expired" | "terminated" => {
                 Err(ApiError::new(ErrorCode::NotFound, "this upload expired or was terminated"))

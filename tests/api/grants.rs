@@ -44,10 +44,23 @@ async fn a_grant_opens_a_case_to_a_colleague_and_revoking_it_closes_it_at_once(a
     let w = app.world().await;
     let case = app.submitted_case(&w.doctor, "Crown", w.lab).await;
     assert_eq!(app.get(&format!("/api/v1/cases/{case}"), &w.doctor2).await.status(), 404);
-    let res = put_grant(&app, &w.doctor, case, w.doctor2.user_id, json!({"capabilities": ["chat"]})).await;
+    let res =
+        put_grant(&app, &w.doctor, case, w.doctor2.user_id, json!({"capabilities": ["chat", "upload"]}))
+            .await;
     assert_eq!(res.status(), 200);
     let list: Value = res.json().await.unwrap();
-    assert_eq!(list[0]["capabilities"], json!(["view", "chat"]), "view comes with any grant: {list}");
+    assert_eq!(
+        list[0]["capabilities"],
+        json!(["view", "chat", "upload"]),
+        "view comes with any grant: {list}"
+    );
+    // An upload started under the grant…
+    let data = crate::files::stl(2000);
+    let res = app.tus_create(&w.doctor2, case, "scan.stl", Some("scan"), data.len() as u64).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let half = data.len() / 2;
+    assert_eq!(app.tus_patch(&w.doctor2, &location, 0, data[..half].to_vec()).await.status(), 204);
     // Members see who holds a grant.
     let seen = app.get_json(&format!("/api/v1/cases/{case}/grants"), &w.tech).await;
     assert_eq!(seen[0]["user_id"], w.doctor2.user_id.to_string());
@@ -67,6 +80,9 @@ async fn a_grant_opens_a_case_to_a_colleague_and_revoking_it_closes_it_at_once(a
     assert!(matches!(&f, ServerBody::Resync(r) if r.reason == "access_changed"), "{f:?}");
     assert_eq!(colleague.call(post(case, "still?")).await.unwrap_err().code, ErrorCode::NotFound);
     assert_eq!(app.get(&format!("/api/v1/cases/{case}"), &w.doctor2).await.status(), 404);
+    // …stops with it.
+    let res = app.tus_patch(&w.doctor2, &location, half as u64, data[half..].to_vec()).await;
+    assert_eq!(res.status(), 404);
     let events = app.get_json(&format!("/api/v1/cases/{case}/events?after={head}"), &w.doctor).await;
     let kinds: Vec<&str> =
         events["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
