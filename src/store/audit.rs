@@ -134,20 +134,23 @@ impl Db {
     ) -> Result<usize, StoreError> {
         let mut touched: HashMap<String, ChainState> = HashMap::new();
         let appended = with_db!(self, pool => {
-            let mut tx = pool.begin_write().await?;
+            // Read and seal outside the write transaction (SQLite has one writer: the group
+            // commit must not wait while entries are hashed); write in one short transaction
+            // that first checks nobody moved the checkpoint meanwhile.
+            let mut rd = pool.acquire().await?;
             let checkpoint: i64 = sqlx::query("SELECT pos FROM feed_checkpoints WHERE subscriber = $1")
-                .bind(SUBSCRIBER).fetch_optional(&mut *tx).await?
+                .bind(SUBSCRIBER).fetch_optional(&mut *rd).await?
                 .map(|r| r.try_get::<i64, _>("pos")).transpose()?.unwrap_or(0);
             let feed = sqlx::query(
                 "SELECT f.pos, f.case_id, f.seq, f.clinic_id, f.lab_id, e.at, e.actor_id, e.ip, e.data
                  FROM event_feed f JOIN events e ON e.case_id = f.case_id AND e.seq = f.seq
                  WHERE f.pos > $1 ORDER BY f.pos LIMIT $2",
             )
-            .bind(checkpoint).bind(limit).fetch_all(&mut *tx).await?;
+            .bind(checkpoint).bind(limit).fetch_all(&mut *rd).await?;
             let inbox = sqlx::query(
                 "SELECT id, org_id, at, actor_id, ip, action, target, case_id, details FROM audit_inbox ORDER BY id LIMIT $1",
             )
-            .bind(limit).fetch_all(&mut *tx).await?;
+            .bind(limit).fetch_all(&mut *rd).await?;
             if feed.is_empty() && inbox.is_empty() {
                 return Ok(0);
             }
@@ -199,7 +202,7 @@ impl Db {
                 let head = match touched.get(&p.org_id).or_else(|| heads.get(&p.org_id)) {
                     Some(h) => h.clone(),
                     None => sqlx::query("SELECT n, hash FROM audit_entries WHERE org_id = $1 ORDER BY n DESC LIMIT 1")
-                        .bind(&p.org_id).fetch_optional(&mut *tx).await?
+                        .bind(&p.org_id).fetch_optional(&mut *rd).await?
                         .map(|r| Ok::<_, StoreError>(ChainState { n: r.try_get::<i64, _>("n")? as u64, hash: r.try_get::<String, _>("hash")?, recorded: None }))
                         .transpose()?
                         .unwrap_or(ChainState { n: 0, hash: GENESIS.to_owned(), recorded: None }),
@@ -221,6 +224,15 @@ impl Db {
                 .seal(&head.hash);
                 touched.insert(e.org_id.clone(), ChainState { n: e.n, hash: e.hash.clone(), recorded: head.recorded });
                 entries.push(e);
+            }
+            drop(rd);
+            let mut tx = pool.begin_write().await?;
+            let now_checkpoint: i64 = sqlx::query("SELECT pos FROM feed_checkpoints WHERE subscriber = $1")
+                .bind(SUBSCRIBER).fetch_optional(&mut *tx).await?
+                .map(|r| r.try_get::<i64, _>("pos")).transpose()?.unwrap_or(0);
+            if now_checkpoint != checkpoint {
+                // Another writer chained meanwhile (two servers on one database): start over.
+                return Err(StoreError::Corrupt("the audit checkpoint moved during a batch".into()));
             }
             for chunk in entries.chunks(300) {
                 let mut qb = sqlx::QueryBuilder::new(
