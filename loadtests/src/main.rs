@@ -19,7 +19,7 @@ use articula_protocol::Codec;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::report::Report;
-use crate::scenarios::{Ctx, s1, s2, s3, s4, u1};
+use crate::scenarios::{Ctx, s1, s2, s3, s4, s5, s6, u1};
 use crate::target::Launcher;
 
 /// Load tests of the Articula server against a baseline and a Socket.IO peer.
@@ -42,6 +42,10 @@ enum Cmd {
     S4(Common),
     /// U1 upload: a 1 GiB tus upload against a raw loopback copy.
     U1(Common),
+    /// S5 long-lived case: cold start of a case of 200,000 events vs one of 10.
+    S5(Common),
+    /// S6 bounded memory: 20 sockets resuming 200,000 events from 0; a socket flooding frames.
+    S6(Common),
     /// Every scenario, full size (`make bench`).
     All(Common),
     /// Every scenario, small and strict, against the server on SQLite (`make test`): fails on
@@ -208,6 +212,8 @@ async fn scenarios(c: &Common, which: &[u8], smoke: bool) -> Vec<Report> {
             2 => s2::run(&ctx, &s2_params(c, smoke)).await,
             3 => s3::run(&ctx, s3_params(c, smoke)).await,
             4 => s4::run(&ctx, s4_params(c, smoke)).await,
+            6 => s5::run(&ctx, if smoke { s5::Params::smoke() } else { s5::Params::full() }).await,
+            7 => s6::run(&ctx, if smoke { s6::Params::smoke() } else { s6::Params::full() }).await,
             _ => u1::run(&ctx, u1_params(c, smoke)).await,
         };
         all.extend(reports);
@@ -257,8 +263,10 @@ async fn main() -> ExitCode {
         Cmd::S3(c) => (c, &[3], false),
         Cmd::S4(c) => (c, &[4], false),
         Cmd::U1(c) => (c, &[5], false),
-        Cmd::All(c) => (c, &[1, 2, 3, 4, 5], false),
-        Cmd::Smoke(c) => (c, &[1, 2, 3, 4, 5], true),
+        Cmd::S5(c) => (c, &[6], false),
+        Cmd::S6(c) => (c, &[7], false),
+        Cmd::All(c) => (c, &[1, 2, 3, 4, 6, 7, 5], false),
+        Cmd::Smoke(c) => (c, &[1, 2, 3, 4, 6, 7, 5], true),
     };
     let reports = scenarios(common, which, smoke).await;
     verdict(&reports, smoke)

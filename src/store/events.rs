@@ -242,28 +242,34 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut page = self.events_between(case, after, upto, limit).await?;
-        let mentioned: Vec<String> =
-            page.iter()
-                .filter_map(|e| match &e.data {
-                    EventData::MessagePosted { message_id, .. }
-                    | EventData::MessageEdited { message_id, .. } => Some(message_id.to_string()),
-                    _ => None,
-                })
-                .collect();
-        if mentioned.is_empty() {
+        let (Some(first), Some(last)) = (page.first().map(|e| e.seq), page.last().map(|e| e.seq)) else {
             return Ok(page);
-        }
-        let deleted: std::collections::HashSet<String> = with_db!(self, pool => {
-            let mut qb = sqlx::QueryBuilder::new("SELECT id FROM messages WHERE deleted_at IS NOT NULL AND case_id = ");
-            qb.push_bind(case.to_string()).push(" AND id IN (");
-            let mut ids = qb.separated(", ");
-            for id in &mentioned {
-                ids.push_bind(id.as_str());
-            }
-            qb.push(")");
-            qb.build().fetch_all(pool).await?
+        };
+        // Fixed query texts only (an `IN (…)` list of varying length would be a new prepared
+        // statement per length on every pooled connection): the deleted messages posted within
+        // the page's range, and, one by one, those an edit in the page refers to (rare).
+        let edited: Vec<String> = page
+            .iter()
+            .filter_map(|e| match &e.data {
+                EventData::MessageEdited { message_id, .. } => Some(message_id.to_string()),
+                _ => None,
+            })
+            .collect();
+        let mut deleted: std::collections::HashSet<String> = with_db!(self, pool => {
+            sqlx::query("SELECT id FROM messages WHERE case_id = $1 AND seq >= $2 AND seq <= $3 AND deleted_at IS NOT NULL")
+                .bind(case.to_string()).bind(first as i64).bind(last as i64)
+                .fetch_all(pool).await?
                 .iter().map(|r| r.try_get::<String, _>("id")).collect::<Result<_, _>>()?
         });
+        for id in edited {
+            let gone = with_db!(self, pool => {
+                sqlx::query("SELECT 1 AS one FROM messages WHERE id = $1 AND deleted_at IS NOT NULL")
+                    .bind(&id).fetch_optional(pool).await?.is_some()
+            });
+            if gone {
+                deleted.insert(id);
+            }
+        }
         for e in &mut page {
             redact_deleted(&mut e.data, &deleted);
         }

@@ -5,6 +5,8 @@ pub mod s1;
 pub mod s2;
 pub mod s3;
 pub mod s4;
+pub mod s5;
+pub mod s6;
 pub mod u1;
 
 use std::sync::Arc;
