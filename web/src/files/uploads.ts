@@ -39,6 +39,17 @@ export interface UploadItem {
   fileId: string | null;
 }
 
+// tus-js-client probes localStorage when it loads (it writes a `tusSupport` key and removes it
+// again). Two tabs loading at once, as after a sign-out reloads every tab, can interleave the
+// probe so that the key stays behind. Nothing of a case is in it, but the rule is that this
+// origin keeps only its UI preference on the device, so the key goes as soon as the probe ran
+// (module evaluation order: tus-js-client's module has run before this line).
+try {
+  if (localStorage.getItem('tusSupport') === 'null') localStorage.removeItem('tusSupport');
+} catch {
+  /* no storage: nothing to remove */
+}
+
 /** Every upload of this page, newest last (in memory only). */
 export const uploads = signal<UploadItem[]>([]);
 
