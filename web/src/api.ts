@@ -123,7 +123,7 @@ export const login = (email: string, password: string, portal: Portal) =>
  * presented twice revokes the whole session. */
 export const refresh = () => request<SignedIn>('POST', '/auth/refresh', { retry: false });
 export const logout = () => request<void>('POST', '/auth/logout', { retry: false });
-export const logoutAll = () => request<{ revoked: number }>('POST', '/auth/logout-all');
+export const logoutAll = () => request<{ revoked: number }>('POST', '/auth/logout-all', { retry: false });
 export const sessions = () => request<SessionInfo[]>('GET', '/auth/sessions');
 export const endSession = (id: string) => request<void>('DELETE', `/auth/sessions/${encodeURIComponent(id)}`);
 export const me = () => request<Me>('GET', '/me');

@@ -188,9 +188,20 @@ export async function signIn(email: string, password: string, p: Portal) {
 
 /** Signs out this session (or every device), everywhere in this browser. */
 export async function signOut(everywhere = false) {
+  const end = () => (everywhere ? api.logoutAll() : api.logout());
   try {
-    if (everywhere) await api.logoutAll();
-    else await api.logout();
+    // Under the refresh lock: no tab's refresh is in flight meanwhile, whose answer, arriving
+    // after the sign-out's, would set the cookies of the ended session again.
+    await withLock(async () => {
+      try {
+        await end();
+      } catch (e) {
+        if (!(e instanceof api.ApiError && e.status === 401)) throw e;
+        // The access cookie lapsed: renew it once (the lock is held, so directly), then end.
+        await api.refresh();
+        await end();
+      }
+    });
   } catch {
     // Unreachable server: the cookies are still valid. Remember to end the session at the next
     // start, before anything else, so a shared device does not sign back in by itself.

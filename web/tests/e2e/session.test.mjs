@@ -39,6 +39,28 @@ test('an expired access token is refreshed transparently, also by several tabs a
   env.assertNoProblems();
 });
 
+test('signing out when the access cookie has lapsed still ends the session', async () => {
+  const { page, context } = await env.page();
+  await signIn(page, 'doctor@demo.test');
+  await page.getByRole('heading', { name: 'Cases' }).waitFor();
+  const before = await context.cookies();
+  // The access token expired while the page sat open: the first sign-out request is refused.
+  await context.clearCookies({ name: '__Host-articula_at' });
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Clinic portal' }).waitFor();
+  await page.reload();
+  await page.getByRole('heading', { name: 'Clinic portal' }).waitFor();
+  assert.deepEqual((await context.cookies()).map((c) => c.name), []);
+  // The session is over on the server: its refresh token, put back, renews nothing.
+  await context.addCookies(before.filter((c) => c.name !== '__Host-articula_at'));
+  const status = await page.evaluate(async () => {
+    const csrf = document.cookie.match(/__Host-articula_csrf=([^;]+)/)?.[1] ?? '';
+    return (await fetch('/api/v1/auth/refresh', { method: 'POST', headers: { 'X-CSRF-Token': csrf } })).status;
+  });
+  assert.equal(status, 401);
+  env.assertNoProblems();
+});
+
 test('ending a session from another device signs it out live; log out every device', async () => {
   const { page: phone } = await env.page();
   const { page: desk } = await env.page();
