@@ -121,7 +121,13 @@ impl ResponseError for ApiError {
 }
 
 impl From<StoreError> for ApiError {
+    /// A database that is down, restarting or out of space is not a fault of the server's: the
+    /// request is answered `unavailable` (503, retryable) and the cause logged, never answered.
     fn from(e: StoreError) -> Self {
+        if e.is_transient() {
+            tracing::warn!(error = %e, "the database is unavailable; the request may be retried");
+            return Self::new(ErrorCode::Unavailable, "temporarily unavailable; retry shortly");
+        }
         Self::internal(e)
     }
 }

@@ -49,41 +49,17 @@ fn digest_hex(d: Option<u64>) -> Option<String> {
     d.map(|d| format!("{d:016x}"))
 }
 
-/// Whether retrying a failed statement can help: the database unreachable, restarting,
-/// overloaded, locked or out of space — or the data refused (constraint, encoding), which a
-/// retry meets again. The group commit isolates the latter, so one bad item fails only itself.
+/// Whether retrying a failed statement can help ([`StoreError::is_transient`]), or the command
+/// id was used before. The group commit isolates permanent failures, so one bad item fails only
+/// itself.
 fn classify(e: &StoreError) -> StoreErrorKind {
-    match e {
-        StoreError::Db(sqlx::Error::Database(d)) => {
-            let code = d.code().map(|c| c.into_owned()).unwrap_or_default();
-            if d.is_unique_violation()
-                && (d.constraint() == Some("events_client_id") || d.message().contains("client_id"))
-            {
-                return StoreErrorKind::Duplicate;
-            }
-            let transient = if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-                // SQLite reports extended codes; the primary code is the low byte: BUSY,
-                // LOCKED, IOERR, FULL, CANTOPEN, PROTOCOL.
-                code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 13 | 14 | 15))
-            } else {
-                // PostgreSQL SQLSTATE: connection (08), resources incl. disk full (53),
-                // operator intervention incl. shutdown (57), system I/O (58), serialization
-                // failures and deadlocks (40001, 40P01), lock not available (55P03).
-                ["08", "53", "57", "58"].iter().any(|p| code.starts_with(p))
-                    || matches!(code.as_str(), "40001" | "40P01" | "55P03")
-            };
-            if transient { StoreErrorKind::Transient } else { StoreErrorKind::Permanent }
-        }
-        StoreError::Db(
-            sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed,
-        ) => StoreErrorKind::Transient,
-        _ => StoreErrorKind::Permanent,
+    if let StoreError::Db(sqlx::Error::Database(d)) = e
+        && d.is_unique_violation()
+        && (d.constraint() == Some("events_client_id") || d.message().contains("client_id"))
+    {
+        return StoreErrorKind::Duplicate;
     }
+    if e.is_transient() { StoreErrorKind::Transient } else { StoreErrorKind::Permanent }
 }
 
 fn port_error(e: StoreError) -> ports::StoreError {

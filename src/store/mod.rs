@@ -93,6 +93,37 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether retrying can help: the database unreachable, restarting, overloaded, locked or
+    /// out of space — not the data refused (a constraint, an encoding), which a retry meets
+    /// again. Transient failures are answered `unavailable` (503), never `internal`.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Database(d)) => {
+                let code = d.code().map(|c| c.into_owned()).unwrap_or_default();
+                if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    // SQLite reports extended codes; the primary code is the low byte: BUSY,
+                    // LOCKED, IOERR, FULL, CANTOPEN, PROTOCOL.
+                    code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 13 | 14 | 15))
+                } else {
+                    // PostgreSQL SQLSTATE: connection (08), resources incl. disk full (53),
+                    // operator intervention incl. shutdown (57), system I/O (58), serialization
+                    // failures and deadlocks (40001, 40P01), lock not available (55P03).
+                    ["08", "53", "57", "58"].iter().any(|p| code.starts_with(p))
+                        || matches!(code.as_str(), "40001" | "40P01" | "55P03")
+                }
+            }
+            StoreError::Db(
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            _ => false,
+        }
+    }
+
     /// Whether the error is a unique-constraint violation.
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Db(sqlx::Error::Database(e)) if e.is_unique_violation())
@@ -111,6 +142,13 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// How long emptying the log waits for readers (holding the next commit back meanwhile).
 const CHECKPOINT_PATIENCE: Duration = Duration::from_millis(10);
+/// How long a query waits for a PostgreSQL connection. sqlx keeps retrying a refused
+/// connection until then, so this is also how long everything waits while the database is
+/// down before answering `unavailable` (a case reloading its log holds its commands that
+/// long): short, or a restart of the database would look like a hung server. A free connection
+/// of a healthy pool comes in milliseconds; waiting longer than this for one is an overload,
+/// which `unavailable` answers too.
+const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a statement waits for SQLite's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -169,6 +207,27 @@ fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
         .pragma("journal_size_limit", (64 * 1024 * 1024).to_string()))
 }
 
+/// Whether a SQLite connection came back to the pool still counting an open transaction, which
+/// it then never leaves. SQLite rolls a transaction back by itself when a statement or the
+/// COMMIT fails with SQLITE_FULL or SQLITE_IOERR (a full disk); sqlx 0.9 does not notice, its
+/// ROLLBACK on drop fails ("no transaction is active"), and its transaction depth stays at 1:
+/// every later `BEGIN IMMEDIATE` on that connection is refused, a permanent-looking error, and
+/// the group commit's only connection would answer `not_storable` for good once the disk had
+/// room again. Such a connection is closed (the pool opens a fresh one). The ping first lets a
+/// rollback queued by a dropped transaction run; without an open transaction nothing is done.
+async fn poisoned(conn: &mut sqlx::SqliteConnection) -> bool {
+    use sqlx::Connection;
+    if !conn.is_in_transaction() {
+        return false;
+    }
+    let _ = conn.ping().await;
+    let stuck = conn.is_in_transaction();
+    if stuck {
+        tracing::warn!("a SQLite connection was left in a transaction it cannot end; closing it");
+    }
+    stuck
+}
+
 /// A pool of up to `max` connections to a SQLite file.
 async fn sqlite_pool(opts: SqliteConnectOptions, max: u32) -> Result<SqlitePool, StoreError> {
     Ok(SqlitePoolOptions::new()
@@ -176,6 +235,7 @@ async fn sqlite_pool(opts: SqliteConnectOptions, max: u32) -> Result<SqlitePool,
         // Connections to a local file do not go stale; checking costs a round trip to the
         // connection's thread on every acquire.
         .test_before_acquire(false)
+        .after_release(|conn, _| Box::pin(async move { Ok(!poisoned(conn).await) }))
         .connect_with(opts)
         .await?)
 }
@@ -184,7 +244,7 @@ async fn sqlite_pool(opts: SqliteConnectOptions, max: u32) -> Result<SqlitePool,
 async fn pg_pool(url: &str, max: u32) -> Result<PgPool, StoreError> {
     Ok(PgPoolOptions::new()
         .max_connections(max)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(PG_ACQUIRE_TIMEOUT)
         .connect_with(PgConnectOptions::from_str(url)?)
         .await?)
 }

@@ -687,3 +687,20 @@ impl Locker {
         }
     }
 }
+
+/// A server on the database at `database_url` — one the test owns (its own PostgreSQL cluster,
+/// or a SQLite file on a filesystem it controls) — with settings changed by `tweak`.
+pub async fn spawn_app_on(database_url: &str, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let backend = if database_url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+    // Built as SQLite so that no database is made on the shared PostgreSQL server.
+    let mut app = spawn_app_with(Backend::Sqlite, |s| {
+        s.database_url = Some(Secret::new(database_url.to_owned()));
+        if backend == Backend::Postgres {
+            s.database_max_connections = 8;
+        }
+        tweak(s);
+    })
+    .await;
+    app.backend = backend;
+    app
+}

@@ -17,3 +17,4 @@ mod hardening;
 mod realtime;
 mod security;
 mod sockets;
+mod underneath;
