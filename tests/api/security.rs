@@ -258,7 +258,7 @@ async fn health_and_metrics_answer(app: TestApp) {
     assert!(text.contains("articula_db_commits_total"), "{text}");
 }
 
-fn cli(app: &TestApp, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+pub fn cli(app: &TestApp, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_articula"));
     cmd.args(args)
         .env_clear()
