@@ -20,9 +20,11 @@ pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_BODY_CHARS: usize = 10_000;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/orgs/{org}/notices").route(web::get().to(org_notices)).route(web::post().to(publish)))
-        .service(resource("/notices").route(web::get().to(mine)))
-        .service(resource("/notices/{id}/ack").route(web::post().to(acknowledge)));
+    cfg.service(
+        resource("/orgs/{org}/notices").route(web::get().to(org_notices)).route(web::post().to(publish)),
+    )
+    .service(resource("/notices").route(web::get().to(mine)))
+    .service(resource("/notices/{id}/ack").route(web::post().to(acknowledge)));
 }
 
 /// A notice to publish.
@@ -100,7 +102,8 @@ pub async fn acknowledge(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let notice = app.db.visible_notice(caller.user_id, id).await?.ok_or_else(|| ApiError::not_found("notice"))?;
+    let notice =
+        app.db.visible_notice(caller.user_id, id).await?.ok_or_else(|| ApiError::not_found("notice"))?;
     let now = articula_actors::clock::now_ms();
     if app.db.acknowledge_notice(id, caller.user_id, now).await? {
         // An organisation's notice joins its chain; an operator's, the chains of the reader's.

@@ -48,7 +48,8 @@ pub struct NoticeStats {
 
 const NOTICE_COLS: &str = "n.id, n.org_id, o.name AS org_name, n.title, n.body, n.published_by, \
     p.name AS published_by_name, n.published_at";
-const NOTICE_FROM: &str = "notices n LEFT JOIN orgs o ON o.id = n.org_id LEFT JOIN users p ON p.id = n.published_by";
+const NOTICE_FROM: &str =
+    "notices n LEFT JOIN orgs o ON o.id = n.org_id LEFT JOIN users p ON p.id = n.published_by";
 /// Notices a user ($1) may see: their organisations' and everyone's.
 const VISIBLE: &str = "(n.org_id IS NULL OR n.org_id IN \
     (SELECT m.org_id FROM memberships m WHERE m.user_id = $1 AND m.revoked_at IS NULL))";

@@ -233,7 +233,9 @@ impl Db {
         now: i64,
     ) -> Result<Removal, StoreError> {
         let lock_owners = match self {
-            Db::Sqlite(_) => "SELECT user_id FROM memberships WHERE org_id = $1 AND role = 'owner' AND revoked_at IS NULL",
+            Db::Sqlite(_) => {
+                "SELECT user_id FROM memberships WHERE org_id = $1 AND role = 'owner' AND revoked_at IS NULL"
+            }
             Db::Postgres(_) => {
                 "SELECT user_id FROM memberships WHERE org_id = $1 AND role = 'owner' AND revoked_at IS NULL FOR UPDATE"
             }

@@ -79,7 +79,7 @@ async fn only_owners_see_and_manage_members(app: TestApp) {
         assert_eq!(delete(&app, who, &end).await.status(), StatusCode::NOT_FOUND);
     }
     // Nothing changed.
-    assert_eq!(app.get(&format!("/api/v1/cases?limit=1"), &w.doctor2).await.status(), StatusCode::OK);
+    assert_eq!(app.get("/api/v1/cases?limit=1", &w.doctor2).await.status(), StatusCode::OK);
     let again = app.get_json(&members, &w.owner).await;
     assert!(again.as_array().unwrap().iter().all(|m| m["roles"].as_array().unwrap().len() == 1));
     // A role or person that is not there.
@@ -194,7 +194,8 @@ async fn notices_reach_their_organisation_until_acknowledged(app: TestApp) {
     let bad = json!({"title": "Lost\u{0}laptop", "body": "x"});
     let (status, code, _) = error_code(app.post(&publish, &w.owner, bad).await).await;
     assert_eq!((status, code.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
-    let (status, code, _) = error_code(app.post(&publish, &w.owner, json!({"title": " ", "body": "x"})).await).await;
+    let (status, code, _) =
+        error_code(app.post(&publish, &w.owner, json!({"title": " ", "body": "x"})).await).await;
     assert_eq!((status, code.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
     assert_eq!(app.count("SELECT COUNT(*) FROM notices").await, 0);
     let res = app.post(&publish, &w.owner, body.clone()).await;
@@ -277,16 +278,12 @@ async fn security_txt_follows_rfc_9116(app: TestApp) {
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = res.text().await.unwrap();
-    let field = |name: &str| {
-        text.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).map(str::to_owned)
-    };
+    let field =
+        |name: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).map(str::to_owned);
     assert_eq!(field("Contact").as_deref(), Some("mailto:security@example.org"), "{text}");
     assert_eq!(field("Policy").as_deref(), Some("https://example.org/security-policy"));
     assert_eq!(field("Preferred-Languages").as_deref(), Some("en, es"));
-    assert_eq!(
-        field("Canonical").as_deref(),
-        Some("https://articula.example.org/.well-known/security.txt")
-    );
+    assert_eq!(field("Canonical").as_deref(), Some("https://articula.example.org/.well-known/security.txt"));
     let expires = time::OffsetDateTime::parse(
         &field("Expires").unwrap(),
         &time::format_description::well_known::Rfc3339,

@@ -166,7 +166,8 @@ async fn openapi_documents_every_rest_route(app: TestApp) {
             if route == "/ws" {
                 continue; // the WebSocket is documented in protocol/README.md
             }
-            let full = if top_level && matches!(route, "/healthz" | "/metrics" | "/.well-known/security.txt") {
+            let full = if top_level && matches!(route, "/healthz" | "/metrics" | "/.well-known/security.txt")
+            {
                 route.to_owned()
             } else {
                 format!("/api/v1{route}")
