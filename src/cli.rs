@@ -42,6 +42,26 @@ enum Cmd {
     /// Users.
     #[command(subcommand)]
     User(UserCmd),
+    /// Incident notices.
+    #[command(subcommand)]
+    Notice(NoticeCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum NoticeCmd {
+    /// Publish an incident notice (what happened, its scope, what users should do): members see
+    /// it in the web client until they acknowledge it.
+    Publish {
+        /// One line, at most 200 characters.
+        #[arg(long)]
+        title: String,
+        /// A plain-text file with the body (`-`: standard input).
+        #[arg(long)]
+        body_file: PathBuf,
+        /// Only this organisation (id or name); every organisation without it.
+        #[arg(long)]
+        org: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -150,6 +170,7 @@ pub async fn run() -> ExitCode {
         Cmd::Serve { demo } => serve(settings, demo).await,
         Cmd::Org(cmd) => org(settings, cmd).await,
         Cmd::User(cmd) => user(settings, cmd).await,
+        Cmd::Notice(cmd) => notice(settings, cmd).await,
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -160,7 +181,10 @@ pub async fn run() -> ExitCode {
     }
 }
 
-async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
+async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
+    if demo && settings.security_contact.is_none() {
+        settings.security_contact = Some(DEMO_SECURITY_CONTACT.into());
+    }
     let app = Application::build(settings).await?;
     tracing::info!(url = %app.url(), "listening");
     if demo {
@@ -173,6 +197,9 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     app.run_until_stopped().await?;
     Ok(())
 }
+
+/// The security contact `serve --demo` publishes when none is configured.
+const DEMO_SECURITY_CONTACT: &str = "mailto:security@demo.test";
 
 async fn connect(settings: &Settings) -> anyhow::Result<Db> {
     crate::startup::install_crypto_provider();
@@ -298,6 +325,40 @@ async fn user(settings: Settings, cmd: UserCmd) -> anyhow::Result<()> {
             db.revoke_user(user.id, "revoked_by_operator", now).await?;
             println!("revoked {email}: memberships and sessions ended; live sockets close within a second");
         }
+    }
+    db.close().await;
+    Ok(())
+}
+
+async fn notice(settings: Settings, cmd: NoticeCmd) -> anyhow::Result<()> {
+    let NoticeCmd::Publish { title, body_file, org } = cmd;
+    let body = if body_file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        s
+    } else {
+        std::fs::read_to_string(&body_file).with_context(|| format!("reading {}", body_file.display()))?
+    };
+    let (title, body) = crate::http::notices::checked(&title, &body).map_err(|e| anyhow::anyhow!(e))?;
+    let db = connect(&settings).await?;
+    let org = match org {
+        Some(o) => Some(find_org(&db, &o).await?),
+        None => None,
+    };
+    let id = db.publish_notice(org.as_ref().map(|o| o.id), &title, &body, None, now_ms()).await?;
+    // The operator's notice joins the chain of every organisation it reaches.
+    let orgs = match &org {
+        Some(o) => vec![o.id],
+        None => db.list_orgs(None).await?.iter().map(|o| o.id).collect(),
+    };
+    let r = crate::audit::Record::new("notice.published", None, None)
+        .orgs(orgs)
+        .target(format!("notice:{id}"))
+        .details(serde_json::json!({"all_orgs": org.is_none()}));
+    crate::audit::record(&db, r).await?;
+    match &org {
+        Some(o) => println!("published notice {id} to the members of {}", o.name),
+        None => println!("published notice {id} to every organisation"),
     }
     db.close().await;
     Ok(())

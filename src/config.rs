@@ -179,6 +179,12 @@ pub struct Settings {
 
     /// Password of the demo users (`serve --demo`); random when unset.
     pub demo_password: Option<Secret>,
+
+    /// Where vulnerabilities are reported (`mailto:…` or `https://…`), published in
+    /// `/.well-known/security.txt` (RFC 9116); without it that file is not served.
+    pub security_contact: Option<String>,
+    /// The vulnerability disclosure policy (`https://…`), in `security.txt` as `Policy`.
+    pub security_policy_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -236,6 +242,8 @@ impl Default for Settings {
             transcription_api_key: None,
             transcription_model: "whisper-1".into(),
             demo_password: None,
+            security_contact: None,
+            security_policy_url: None,
         }
     }
 }
@@ -402,6 +410,21 @@ impl Settings {
         {
             return Err(bad("demo_password", "must have at least 8 characters"));
         }
+        if let Some(c) = &self.security_contact {
+            let ok = url::Url::parse(c).is_ok_and(|u| matches!(u.scheme(), "mailto" | "https" | "tel"))
+                && !c.chars().any(char::is_whitespace);
+            if !ok {
+                return Err(bad(
+                    "security_contact",
+                    "must be a mailto:, https:// or tel: URI (e.g. mailto:security@example.org)",
+                ));
+            }
+        }
+        if let Some(p) = &self.security_policy_url
+            && url::Url::parse(p).map(|u| u.scheme() != "https").unwrap_or(true)
+        {
+            return Err(bad("security_policy_url", "must be an https:// URL"));
+        }
         Ok(())
     }
 
@@ -489,6 +512,21 @@ mod tests {
         let s = Settings { database_url: Some(Secret::new("mysql://x")), ..Default::default() };
         let err = s.validate().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("ARTICULA_DATABASE_URL") && !err.contains("mysql://x"), "{err}");
+    }
+
+    #[test]
+    fn the_security_contact_is_a_uri() {
+        for bad_contact in ["security@example.org", "mailto:a b@example.org", "http://example.org/report"] {
+            let s = Settings { security_contact: Some(bad_contact.into()), ..Default::default() };
+            let err = s.validate().err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("ARTICULA_SECURITY_CONTACT"), "{bad_contact}: {err}");
+        }
+        let s = Settings {
+            security_contact: Some("mailto:security@example.org".into()),
+            security_policy_url: Some("https://example.org/security".into()),
+            ..Default::default()
+        };
+        assert!(s.validate().is_ok());
     }
 
     #[test]

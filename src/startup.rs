@@ -182,6 +182,7 @@ impl Application {
             revocations,
             metrics,
             files,
+            security_txt: crate::http::wellknown::security_txt(&settings, articula_actors::clock::now_ms()),
         });
         AppState::spawn_limiter_pruning(&state.clone().into_inner());
         if let Some(t) = crate::uploads::transcribe::Transcriber::from_settings(&settings) {

@@ -32,6 +32,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Uploads, stored files, keys.
     pub files: Arc<crate::uploads::Files>,
+    /// `/.well-known/security.txt`, made at start-up (none without a security contact).
+    pub security_txt: Option<String>,
 }
 
 /// How often the rate limiters forget their stale keys.

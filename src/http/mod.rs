@@ -7,7 +7,10 @@ pub mod files;
 pub mod grants;
 pub mod headers;
 pub mod health;
+pub mod notices;
 pub mod openapi;
+pub mod orgs;
+pub mod wellknown;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{HttpRequest, Resource, web};
@@ -102,6 +105,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
         .app_data(web::PathConfig::default().error_handler(path_error))
         .service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(resource("/metrics").route(web::get().to(health::metrics)))
+        .service(resource("/.well-known/security.txt").route(web::get().to(wellknown::security)))
         .service(
             web::scope("/api/v1")
                 .service(resource("/openapi.json").route(web::get().to(openapi::document)))
@@ -109,6 +113,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
                 .configure(cases::routes)
                 .configure(files::routes)
                 .configure(grants::routes)
+                .configure(orgs::routes)
+                .configure(notices::routes)
                 .service(resource("/ws").route(web::get().to(crate::ws::endpoint)))
                 .default_service(web::to(not_found)),
         )

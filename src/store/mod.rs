@@ -7,6 +7,8 @@ pub mod audit;
 pub mod cases;
 pub mod events;
 pub mod files;
+pub mod members;
+pub mod notices;
 pub mod sessions;
 pub mod users;
 

@@ -207,7 +207,8 @@ impl Db {
     }
 
     /// Ends one membership of a user; false when they did not hold it. Their live sockets lose
-    /// what it gave them within a second (the revocation log).
+    /// what it gave them within a second (the revocation log). The operator's way (CLI): no
+    /// actor, and an organisation may be left without an owner.
     pub async fn remove_membership(
         &self,
         user: UserId,
@@ -215,8 +216,40 @@ impl Db {
         role: Role,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let n = with_db!(self, pool => {
+        let by = RemovedBy { actor: None, ip: None, keep_an_owner: false };
+        Ok(self.remove_membership_by(user, org, role, &by, now).await? == Removal::Removed)
+    }
+
+    /// Ends one membership of a user on behalf of `by` (audited as theirs). With
+    /// `keep_an_owner`, the organisation's last owner role is refused ([`Removal::LastOwner`]):
+    /// the owners' rows are locked first (PostgreSQL; SQLite's `BEGIN IMMEDIATE` serialises
+    /// writers anyway), so two owners removing each other at once cannot both succeed.
+    pub async fn remove_membership_by(
+        &self,
+        user: UserId,
+        org: OrgId,
+        role: Role,
+        by: &RemovedBy,
+        now: i64,
+    ) -> Result<Removal, StoreError> {
+        let lock_owners = match self {
+            Db::Sqlite(_) => {
+                "SELECT user_id FROM memberships WHERE org_id = $1 AND role = 'owner' AND revoked_at IS NULL"
+            }
+            Db::Postgres(_) => {
+                "SELECT user_id FROM memberships WHERE org_id = $1 AND role = 'owner' AND revoked_at IS NULL FOR UPDATE"
+            }
+        };
+        let outcome = with_db!(self, pool => {
             let mut tx = pool.begin_write().await?;
+            if by.keep_an_owner && role == Role::Owner {
+                let owners = sqlx::query(lock_owners).bind(org.to_string()).fetch_all(&mut *tx).await?;
+                let uid = user.to_string();
+                let holds = owners.iter().any(|r| r.try_get::<String, _>("user_id").is_ok_and(|u| u == uid));
+                if holds && owners.len() <= 1 {
+                    return Ok(Removal::LastOwner);
+                }
+            }
             let n = sqlx::query(
                 "UPDATE memberships SET revoked_at = $4 WHERE user_id = $1 AND org_id = $2 AND role = $3 AND revoked_at IS NULL",
             )
@@ -228,16 +261,16 @@ impl Db {
                     .execute(&mut *tx).await?;
             }
             tx.commit().await?;
-            n
+            if n > 0 { Removal::Removed } else { Removal::NotHeld }
         });
-        if n > 0 {
-            let r = crate::audit::Record::new("membership.revoked", None, None)
+        if outcome == Removal::Removed {
+            let r = crate::audit::Record::new("membership.revoked", by.actor, by.ip.clone())
                 .orgs([org])
                 .target(format!("user:{user}"))
                 .details(serde_json::json!({"role": role}));
             self.audit_record(&r).await?;
         }
-        Ok(n > 0)
+        Ok(outcome)
     }
 
     /// Finds a user by e-mail (lower case).
@@ -385,6 +418,28 @@ impl Db {
         self.audit_record(&r).await?;
         Ok(true)
     }
+}
+
+/// Who removes a membership, for the audit and the last-owner rule.
+#[derive(Clone, Debug)]
+pub struct RemovedBy {
+    /// The user acting (none: the operator).
+    pub actor: Option<UserId>,
+    /// Their address.
+    pub ip: Option<String>,
+    /// Refuse to leave the organisation without an owner.
+    pub keep_an_owner: bool,
+}
+
+/// What removing a membership did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// It ended.
+    Removed,
+    /// The user did not hold it.
+    NotHeld,
+    /// Refused: it is the organisation's last owner role.
+    LastOwner,
 }
 
 /// The revocation-log reason that tells live sockets to reload their user's memberships

@@ -14,6 +14,7 @@ mod cases;
 mod files;
 mod grants;
 mod hardening;
+mod org;
 mod realtime;
 mod security;
 mod sockets;

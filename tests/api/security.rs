@@ -166,7 +166,8 @@ async fn openapi_documents_every_rest_route(app: TestApp) {
             if route == "/ws" {
                 continue; // the WebSocket is documented in protocol/README.md
             }
-            let full = if top_level && matches!(route, "/healthz" | "/metrics") {
+            let full = if top_level && matches!(route, "/healthz" | "/metrics" | "/.well-known/security.txt")
+            {
                 route.to_owned()
             } else {
                 format!("/api/v1{route}")
@@ -258,7 +259,7 @@ async fn health_and_metrics_answer(app: TestApp) {
     assert!(text.contains("articula_db_commits_total"), "{text}");
 }
 
-fn cli(app: &TestApp, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+pub fn cli(app: &TestApp, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_articula"));
     cmd.args(args)
         .env_clear()

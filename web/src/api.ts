@@ -13,6 +13,7 @@ import type {
   Me,
   Org,
   Portal,
+  Role,
   SessionInfo,
 } from './domain';
 
@@ -179,3 +180,46 @@ export const caseFiles = (id: string) => request<FileView[]>('GET', `/cases/${en
  * authenticated by the cookie too). */
 export const fileLink = (fileId: string) =>
   request<{ url: string; expires_at: number }>('POST', `/files/${encodeURIComponent(fileId)}/link`);
+
+// ---- organisation (owners) and incident notices ----
+
+export interface MemberView {
+  user_id: string;
+  name: string;
+  email: string;
+  /** Roles in this organisation; empty for a former member. */
+  roles: Role[];
+  status: 'active' | 'invited' | 'revoked';
+  sessions: number;
+  last_seen: number | null;
+}
+
+export interface Notice {
+  id: string;
+  /** Absent: a notice from the operator to every organisation. */
+  org_id: string | null;
+  org_name: string | null;
+  title: string;
+  body: string;
+  published_by: string | null;
+  published_by_name: string | null;
+  published_at: number;
+}
+
+export interface NoticeStats extends Notice {
+  acks: number;
+  members: number;
+}
+
+const org = (id: string) => `/orgs/${encodeURIComponent(id)}`;
+
+export const members = (orgId: string) => request<MemberView[]>('GET', `${org(orgId)}/members`);
+export const removeRole = (orgId: string, userId: string, role: Role) =>
+  request<void>('DELETE', `${org(orgId)}/members/${encodeURIComponent(userId)}/roles/${role}`);
+export const endMemberSessions = (orgId: string, userId: string) =>
+  request<{ revoked: number }>('DELETE', `${org(orgId)}/members/${encodeURIComponent(userId)}/sessions`);
+export const orgNotices = (orgId: string) => request<NoticeStats[]>('GET', `${org(orgId)}/notices`);
+export const publishNotice = (orgId: string, body: { title: string; body: string }) =>
+  request<Notice>('POST', `${org(orgId)}/notices`, { body });
+export const myNotices = () => request<Notice[]>('GET', '/notices');
+export const ackNotice = (id: string) => request<void>('POST', `/notices/${encodeURIComponent(id)}/ack`);

@@ -2,6 +2,7 @@
 
 import { useEffect } from 'preact/hooks';
 import { ConnectionStatus, OfflineBanner } from './components/ConnectionStatus';
+import { NoticeBanner } from './components/NoticeBanner';
 import { hasCaseRole, hasRole, type Me, type Portal } from './domain';
 import { realtime } from './live';
 import { match, navigate, onLinkClick, path, search } from './router';
@@ -68,6 +69,7 @@ export function App() {
       </a>
       <Header user={user} />
       <OfflineBanner />
+      <NoticeBanner userId={user.id} />
       <main id="main" tabIndex={-1}>
         <Route user={user} p={p} />
       </main>
@@ -130,7 +132,7 @@ function Header({ user }: { user: Me }) {
             New case
           </a>
         )}
-        {!cases && (
+        {(!cases || hasRole(user, 'owner')) && (
           <a href="/governance" aria-current={current('/governance')}>
             Organisation
           </a>
