@@ -4,7 +4,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, cases, files, grants, health};
+use super::{audit, auth, cases, files, grants, health};
 use crate::uploads::tus;
 
 struct BearerAuth;
@@ -37,12 +37,13 @@ impl Modify for BearerAuth {
         cases::events, cases::messages, cases::rx, cases::rx_history, cases::approvals, cases::participants,
         files::list, files::link, files::content,
         grants::list, grants::give, grants::revoke,
+        audit::read, audit::export, audit::verify,
         tus::options, tus::create, tus::head, tus::patch, tus::terminate,
         document,
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "cases"), (name = "files", description = "tus 1.0 uploads (creation, creation-with-upload, expiration, checksum sha256, termination) and signed downloads"), (name = "ops"))
+    tags((name = "auth"), (name = "cases"), (name = "files", description = "tus 1.0 uploads (creation, creation-with-upload, expiration, checksum sha256, termination) and signed downloads"), (name = "audit", description = "The audit log: owners and auditors of an organisation read, export and verify its hash chain"), (name = "ops"))
 )]
 pub struct ApiDoc;
 
