@@ -144,10 +144,12 @@ async fn readable_org(
     match orgs.as_slice() {
         [org] => Ok(*org),
         [] => {
-            let r = Record::new("audit.denied", Some(caller.user_id), Some(ip.0.clone()))
+            let mut r = Record::new("audit.denied", Some(caller.user_id), Some(ip.0.clone()))
                 .orgs(memberships.iter().map(|m| m.org_id))
-                .target(asked.map_or_else(|| "org:".to_owned(), |o| format!("org:{o}")))
                 .details(json!({"route": route}));
+            if let Some(o) = asked {
+                r = r.target(format!("org:{o}"));
+            }
             // The refusal stands whether or not it could be recorded (a failure is logged).
             let _ = record(&app.db, r).await;
             Err(ApiError::forbidden("only owners and auditors of an organisation may read its audit log"))
