@@ -10,6 +10,7 @@ use articula_actors::clock::now_ms;
 use articula_protocol::{OrgKind, Role};
 use clap::{Parser, Subcommand};
 
+use crate::audit::export::{self, Format};
 use crate::auth::password::{Passwords, check_new_password};
 use crate::auth::{normalize_email, tokens};
 use crate::config::Settings;
@@ -45,6 +46,9 @@ enum Cmd {
     /// Incident notices.
     #[command(subcommand)]
     Notice(NoticeCmd),
+    /// The audit log: verify its chains, export one.
+    #[command(subcommand)]
+    Audit(AuditCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -61,6 +65,33 @@ enum NoticeCmd {
         /// Only this organisation (id or name); every organisation without it.
         #[arg(long)]
         org: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCmd {
+    /// Check audit chains: in the database (every organisation's, or one's), or in an exported
+    /// JSON Lines or CSV file (offline: no database needed). Prints `ok: <org> <N> entries, last
+    /// <hash>` per chain, or names the first broken entry. Exit code 1 when a chain is broken, 2
+    /// on a usage or I/O error (a filtered export cannot be verified).
+    Verify {
+        /// Only this organisation (id or name; `system` for the system chain). With FILE: the
+        /// organisation the file must be of (id).
+        #[arg(long)]
+        org: Option<String>,
+        /// An export (`GET /api/v1/audit/export` or `articula audit export`) to check instead of
+        /// the database.
+        file: Option<PathBuf>,
+    },
+    /// Write an organisation's whole chain to standard output (the format of
+    /// `GET /api/v1/audit/export`).
+    Export {
+        /// The organisation (id or name; `system` for the system chain).
+        #[arg(long)]
+        org: String,
+        /// `jsonl` or `csv`.
+        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+        format: Format,
     },
 }
 
@@ -158,6 +189,10 @@ enum UserCmd {
 /// Parses the command line and runs it.
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
+    // An exported file is checked without configuration or database.
+    if let Cmd::Audit(AuditCmd::Verify { file: Some(path), org }) = &cli.command {
+        return audit_verify_file(path, org.as_deref());
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -165,12 +200,16 @@ pub async fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    crate::telemetry::init(&settings);
+    // Logs go to standard output, which `audit export` keeps for the export alone.
+    if !matches!(cli.command, Cmd::Audit(_)) {
+        crate::telemetry::init(&settings);
+    }
     let res = match cli.command {
         Cmd::Serve { demo } => serve(settings, demo).await,
         Cmd::Org(cmd) => org(settings, cmd).await,
         Cmd::User(cmd) => user(settings, cmd).await,
         Cmd::Notice(cmd) => notice(settings, cmd).await,
+        Cmd::Audit(cmd) => return audit(settings, cmd).await,
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -362,4 +401,101 @@ async fn notice(settings: Settings, cmd: NoticeCmd) -> anyhow::Result<()> {
     }
     db.close().await;
     Ok(())
+}
+
+/// Exit codes of `articula audit`.
+const BROKEN: u8 = 1;
+const USAGE: u8 = 2;
+
+fn print_broken(b: &crate::audit::chain::Broken) {
+    println!("broken: org {} entry n={}: {}", b.org_id, b.n, b.reason);
+}
+
+fn audit_verify_file(path: &std::path::Path, org: Option<&str>) -> ExitCode {
+    match export::verify_file(path) {
+        Ok(Ok(v)) if org.is_some_and(|o| o != v.org_id) => {
+            eprintln!(
+                "error: {} is the chain of organisation {}, not {}",
+                path.display(),
+                v.org_id,
+                org.unwrap_or_default()
+            );
+            ExitCode::from(USAGE)
+        }
+        Ok(Ok(v)) => {
+            println!("ok: {} {} entries, last {}", v.org_id, v.entries, v.last_hash);
+            ExitCode::SUCCESS
+        }
+        Ok(Err(b)) => {
+            print_broken(&b);
+            ExitCode::from(BROKEN)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(USAGE)
+        }
+    }
+}
+
+/// The id of an organisation's chain, from an id or name.
+async fn chain_org(db: &Db, org: &str) -> anyhow::Result<String> {
+    if org == crate::audit::SYSTEM_ORG {
+        return Ok(org.to_owned());
+    }
+    Ok(find_org(db, org).await?.id.to_string())
+}
+
+async fn audit(settings: Settings, cmd: AuditCmd) -> ExitCode {
+    let res = async {
+        let db = connect(&settings).await?;
+        let code = match cmd {
+            AuditCmd::Verify { org, file: _ } => {
+                let orgs = match org {
+                    Some(o) => vec![chain_org(&db, &o).await?],
+                    None => db.audit_orgs().await?,
+                };
+                let mut broken = false;
+                for org in orgs {
+                    match crate::audit::verify_org(&db, &org).await? {
+                        Ok(v) => println!("ok: {} {} entries, last {}", v.org_id, v.entries, v.last_hash),
+                        Err(b) => {
+                            print_broken(&b);
+                            broken = true;
+                        }
+                    }
+                }
+                if broken { ExitCode::from(BROKEN) } else { ExitCode::SUCCESS }
+            }
+            AuditCmd::Export { org, format } => {
+                use futures_util::StreamExt;
+                use tokio::io::AsyncWriteExt;
+                let org = chain_org(&db, &org).await?;
+                // In the organisation's chain (no organisation: the system chain).
+                let r = crate::audit::Record::new("audit.export", None, None)
+                    .orgs(org.parse::<articula_protocol::OrgId>().ok())
+                    .target(format!("org:{org}"))
+                    .details(
+                        serde_json::json!({"via": "cli", "format": format.extension(), "filtered": false}),
+                    );
+                crate::audit::record(&db, r).await?;
+                let ex = export::Export { org, filter: Default::default(), format, finished: None };
+                let mut out = tokio::io::stdout();
+                let mut body = std::pin::pin!(export::stream(db.clone(), ex));
+                while let Some(chunk) = body.next().await {
+                    out.write_all(&chunk?).await?;
+                }
+                out.flush().await?;
+                ExitCode::SUCCESS
+            }
+        };
+        db.close().await;
+        anyhow::Ok(code)
+    };
+    match res.await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(USAGE)
+        }
+    }
 }

@@ -187,6 +187,11 @@ impl Checker {
         Ok(())
     }
 
+    /// The last entry checked of an organisation's chain: its position and hash.
+    pub fn last(&self, org: &str) -> Option<(u64, &str)> {
+        self.last.get(org).map(|(n, h)| (*n, h.as_str()))
+    }
+
     /// Checks the recorded heads against what was seen.
     pub fn finish(mut self) -> Result<Verified, Broken> {
         let broken = |org: &str, n: u64, reason: String| Broken { org_id: org.to_owned(), n, reason };

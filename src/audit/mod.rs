@@ -14,6 +14,7 @@
 //! audit, and a slow audit never slows a case.
 
 pub mod chain;
+pub mod export;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -219,8 +220,66 @@ impl Actor for AuditActor {
     }
 }
 
-/// Checks every chain in the database (or one organisation's): entries in order, page by page
-/// (memory stays flat), then the recorded heads.
+/// What the check of one organisation's chain found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrgVerified {
+    /// The organisation.
+    pub org_id: String,
+    /// Entries checked.
+    pub entries: u64,
+    /// Recorded heads matched.
+    pub heads: u64,
+    /// The last entry's hash ([`chain::GENESIS`] for an empty chain).
+    pub last_hash: String,
+}
+
+/// Checks one organisation's chain in the database: entries in order, page by page (memory
+/// stays flat), then the recorded heads, then the event feed: the last case event the audit
+/// actor chained for the organisation must have its entry, so a tail cut off after the last
+/// recorded head is found too when it held case events.
+pub async fn verify_org(
+    db: &Db,
+    org: &str,
+) -> Result<Result<OrgVerified, chain::Broken>, crate::store::StoreError> {
+    // What was chained is read before the chain: entries appended meanwhile only add to it.
+    let feed_tail = db.audit_feed_tail(org).await?;
+    let heads = db.audit_heads(Some(org)).await?;
+    // The chain is checked incrementally: each page continues the previous one.
+    let mut checker = chain::Checker::new(&heads);
+    let mut after = 0;
+    loop {
+        let f = crate::store::audit::AuditFilter { after_n: after, limit: 5000, ..Default::default() };
+        let page = db.audit_entries(org, &f).await?;
+        let Some(last) = page.last() else { break };
+        after = last.n;
+        for e in page {
+            if let Err(b) = checker.push(e) {
+                return Ok(Err(b));
+            }
+        }
+    }
+    let (end, last_hash) =
+        checker.last(org).map_or((0, chain::GENESIS.to_owned()), |(n, h)| (n, h.to_owned()));
+    let v = match checker.finish() {
+        Ok(v) => v,
+        Err(b) => return Ok(Err(b)),
+    };
+    if let Some(source) = feed_tail
+        && !db.audit_has_source(org, &source).await?
+    {
+        return Ok(Err(chain::Broken {
+            org_id: org.to_owned(),
+            n: end + 1,
+            reason: format!(
+                "the chain ends at entry {end} but the event log holds case events chained after it \
+                 (the last, {source}, has no entry): the tail was cut"
+            ),
+        }));
+    }
+    Ok(Ok(OrgVerified { org_id: org.to_owned(), entries: v.entries, heads: v.heads, last_hash }))
+}
+
+/// Checks every chain in the database (or one organisation's), as [`verify_org`] does.
 pub async fn verify_db(
     db: &Db,
     org: Option<&str>,
@@ -231,25 +290,10 @@ pub async fn verify_db(
     };
     let mut total = chain::Verified::default();
     for org in orgs {
-        let heads = db.audit_heads(Some(&org)).await?;
-        // The chain is checked incrementally: each page continues the previous one.
-        let mut checker = chain::Checker::new(&heads);
-        let mut after = 0;
-        loop {
-            let f = crate::store::audit::AuditFilter { after_n: after, limit: 5000, ..Default::default() };
-            let page = db.audit_entries(&org, &f).await?;
-            let Some(last) = page.last() else { break };
-            after = last.n;
-            for e in page {
-                if let Err(b) = checker.push(e) {
-                    return Ok(Err(b));
-                }
-            }
-        }
-        match checker.finish() {
+        match verify_org(db, &org).await? {
             Ok(v) => {
                 total.entries += v.entries;
-                total.orgs += v.orgs;
+                total.orgs += u64::from(v.entries > 0);
                 total.heads += v.heads;
             }
             Err(b) => return Ok(Err(b)),

@@ -1,6 +1,7 @@
 //! The REST API under `/api/v1`, health and metrics, and the WebSocket endpoint.
 
 pub mod assets;
+pub mod audit;
 pub mod auth;
 pub mod cases;
 pub mod files;
@@ -115,6 +116,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
                 .configure(grants::routes)
                 .configure(orgs::routes)
                 .configure(notices::routes)
+                .configure(audit::routes)
                 .service(resource("/ws").route(web::get().to(crate::ws::endpoint)))
                 .default_service(web::to(not_found)),
         )

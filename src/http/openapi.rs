@@ -4,7 +4,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, cases, files, grants, health, notices, orgs, wellknown};
+use super::{audit, auth, cases, files, grants, health, notices, orgs, wellknown};
 use crate::uploads::tus;
 
 struct BearerAuth;
@@ -40,12 +40,13 @@ impl Modify for BearerAuth {
         orgs::members, orgs::remove_role, orgs::end_sessions,
         notices::publish, notices::org_notices, notices::mine, notices::acknowledge,
         wellknown::security,
+        audit::read, audit::export, audit::verify,
         tus::options, tus::create, tus::head, tus::patch, tus::terminate,
         document,
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "cases"), (name = "files", description = "tus 1.0 uploads (creation, creation-with-upload, expiration, checksum sha256, termination) and signed downloads"), (name = "orgs", description = "members, roles, sessions and incident notices, for an organisation's owners"), (name = "ops"))
+    tags((name = "auth"), (name = "cases"), (name = "files", description = "tus 1.0 uploads (creation, creation-with-upload, expiration, checksum sha256, termination) and signed downloads"), (name = "orgs", description = "members, roles, sessions and incident notices, for an organisation's owners"), (name = "audit", description = "The audit log: owners and auditors of an organisation read, export and verify its hash chain"), (name = "ops"))
 )]
 pub struct ApiDoc;
 

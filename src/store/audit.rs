@@ -363,4 +363,39 @@ impl Db {
                 .iter().map(|r| Ok(r.try_get("org_id")?)).collect()
         })
     }
+
+    /// The last entry of an organisation's chain: its position and hash.
+    pub async fn audit_chain_end(&self, org: &str) -> Result<Option<(u64, String)>, StoreError> {
+        with_db!(self, pool => {
+            sqlx::query("SELECT n, hash FROM audit_entries WHERE org_id = $1 ORDER BY n DESC LIMIT 1")
+                .bind(org).fetch_optional(pool).await?
+                .map(|r| Ok((r.try_get::<i64, _>("n")? as u64, r.try_get("hash")?)))
+                .transpose()
+        })
+    }
+
+    /// The source (`event:<case>:<seq>`) of the last case event the audit actor has chained into
+    /// an organisation's chain, from the event feed and its checkpoint (not from the chain): the
+    /// chain must hold an entry for it, or its tail was cut.
+    pub async fn audit_feed_tail(&self, org: &str) -> Result<Option<String>, StoreError> {
+        with_db!(self, pool => {
+            sqlx::query(
+                "SELECT case_id, seq FROM event_feed
+                 WHERE pos <= COALESCE((SELECT pos FROM feed_checkpoints WHERE subscriber = $1), 0)
+                   AND (clinic_id = $2 OR lab_id = $2)
+                 ORDER BY pos DESC LIMIT 1",
+            )
+            .bind(SUBSCRIBER).bind(org).fetch_optional(pool).await?
+            .map(|r| Ok(format!("event:{}:{}", r.try_get::<String, _>("case_id")?, r.try_get::<i64, _>("seq")?)))
+            .transpose()
+        })
+    }
+
+    /// Whether an organisation's chain holds the entry of this source.
+    pub async fn audit_has_source(&self, org: &str, source: &str) -> Result<bool, StoreError> {
+        with_db!(self, pool => {
+            Ok(sqlx::query("SELECT 1 AS one FROM audit_entries WHERE org_id = $1 AND source = $2")
+                .bind(org).bind(source).fetch_optional(pool).await?.is_some())
+        })
+    }
 }

@@ -9,6 +9,7 @@ mod helpers;
 mod s3;
 
 mod audit;
+mod audit_read;
 mod auth;
 mod cases;
 mod files;
