@@ -48,6 +48,25 @@ impl SeqCheck {
         self.missing.is_empty()
     }
 
+    /// The missing seqs, as ranges (for a diagnosis: which part of the stream a socket lacks).
+    pub fn missing_ranges(&self, max: usize) -> String {
+        let mut out: Vec<String> = Vec::new();
+        let mut it = self.missing.iter().copied().peekable();
+        while let Some(start) = it.next() {
+            let mut end = start;
+            while it.peek() == Some(&(end + 1)) {
+                end += 1;
+                it.next();
+            }
+            if out.len() == max {
+                out.push("…".into());
+                break;
+            }
+            out.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
+        }
+        out.join(",")
+    }
+
     /// Records one delivered seq.
     pub fn observe(&mut self, seq: u64) {
         if seq == self.last + 1 {

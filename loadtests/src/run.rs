@@ -178,6 +178,10 @@ pub struct SubOutcome {
     pub resyncs: u64,
     /// Reconnects that resumed with `since`.
     pub resumes: u64,
+    /// Connections of a reader that stalled which ended without a `resync` it could read (the
+    /// server's kernel resets a peer that acknowledged nothing for `TCP_USER_TIMEOUT`, and the
+    /// reset drops what the reader had not read yet): expected, and resumed like any other.
+    pub resets: u64,
     /// Errors, with a description.
     pub errors: Vec<String>,
     /// Whether the socket stayed connected and subscribed (for hold scenarios).
@@ -254,6 +258,10 @@ struct SubState {
     closed: bool,
     record_latency: bool,
     last_live_ns: u64,
+    /// Each (re)subscription: `since→head`, and why the previous socket ended.
+    opens: Vec<String>,
+    /// This reader stalls (stops reading for a while).
+    stalls: bool,
 }
 
 impl SubState {
@@ -276,6 +284,7 @@ impl SubState {
             }
             Incoming::Resync { reason, last_seq } => {
                 self.out.resyncs += 1;
+                self.opens.push(format!("[resync {reason} @{}]", self.check.last()));
                 if last_seq != Some(self.check.last()) {
                     self.out.errors.push(format!(
                         "resync ({reason}) says last_seq {last_seq:?}, the socket has {}",
@@ -285,10 +294,15 @@ impl SubState {
                 self.must_resume = true;
             }
             Incoming::Closed(code) => {
+                self.opens.push(format!("[closed {code:?} @{}]", self.check.last()));
                 if !self.must_resume {
                     // Not after a resync: an error, but the client still resumes (as a real
                     // one would), so that what it missed is checked too.
-                    self.out.errors.push(format!("closed by the server without resync ({code:?})"));
+                    if self.stalls {
+                        self.out.resets += 1;
+                    } else {
+                        self.out.errors.push(format!("closed by the server without resync ({code:?})"));
+                    }
                     self.must_resume = true;
                 }
                 self.closed = true;
@@ -319,8 +333,13 @@ impl SubState {
                     }
                 }
                 Err(e) => {
+                    self.opens.push(format!("[read error @{}]", self.check.last()));
                     if !self.must_resume {
-                        self.out.errors.push(format!("read: {e:#}"));
+                        if self.stalls {
+                            self.out.resets += 1;
+                        } else {
+                            self.out.errors.push(format!("read: {e:#}"));
+                        }
                         self.must_resume = true;
                     }
                     self.closed = true;
@@ -358,6 +377,8 @@ async fn subscriber(sh: Arc<Shared>, idx: usize, spec: SubSpec, sem: Arc<Semapho
         // A stalled reader's latency is its own doing; the run measures everyone else's.
         record_latency: !spec.stalls,
         last_live_ns: 0,
+        opens: Vec::new(),
+        stalls: spec.stalls,
     };
     let opened = {
         let _permit = sem.acquire().await;
@@ -426,9 +447,13 @@ async fn subscriber(sh: Arc<Shared>, idx: usize, spec: SubSpec, sem: Arc<Semapho
             }
             _ = &mut deadline, if done => {
                 st.out.errors.push(format!(
-                    "gave up waiting: has seq {} of {need} (contiguous: {})",
+                    "gave up waiting: has seq {} of {need} (contiguous: {}; missing {}; stalls: {}, resyncs {}, opens {})",
                     st.check.last(),
-                    st.check.contiguous()
+                    st.check.contiguous(),
+                    st.check.missing_ranges(8),
+                    spec.stalls,
+                    st.out.resyncs,
+                    st.opens.join(" "),
                 ));
                 break;
             }
@@ -447,8 +472,10 @@ async fn subscriber(sh: Arc<Shared>, idx: usize, spec: SubSpec, sem: Arc<Semapho
             st.must_resume = false;
             // The old socket (closed by the server, or dropped) goes before the new one opens.
             drop(ws.take());
-            match open(&sh.ep, idx, &spec, case_id, st.check.last()).await {
+            let since = st.check.last();
+            match open(&sh.ep, idx, &spec, case_id, since).await {
                 Ok((new_ws, head)) => {
+                    st.opens.push(format!("{since}->{head}"));
                     ws = Some(new_ws);
                     st.head = head;
                     need = need.max(head);
@@ -488,6 +515,9 @@ pub enum Pace {
         window: u64,
         /// Subscribers of the published case(s).
         subscribers: u64,
+        /// Count only acks (in flight = sent − acked), as an independent client does: the
+        /// publisher may run ahead of the deliveries.
+        acks_only: bool,
     },
     /// A fixed offered rate over all its cases (open loop: it does not wait for acks).
     Rate(f64),
@@ -576,13 +606,17 @@ async fn publisher(sh: &Shared, pidx: usize, spec: PubSpec) -> Result<PubOutcome
         if !sending && out.acked >= out.sent {
             break;
         }
-        if let Pace::Window { window, subscribers } = spec.pace
+        if let Pace::Window { window, subscribers, acks_only } = spec.pace
             && sending
         {
             let mut fed = false;
             loop {
                 let delivered = sh.delivered() / subscribers.max(1);
-                let in_flight = (out.sent - out.acked).max(out.sent.saturating_sub(delivered));
+                let in_flight = if acks_only {
+                    out.sent - out.acked
+                } else {
+                    (out.sent - out.acked).max(out.sent.saturating_sub(delivered))
+                };
                 if in_flight >= window || out.sent >= spec.max_messages {
                     break;
                 }
