@@ -1,7 +1,8 @@
 //! The Digital Rx: which fields exist and which values they accept (DESIGN §2).
 //!
 //! Fields are addressed by path: case-level `notes`, or `teeth.<FDI>.<attribute>` with FDI
-//! notation for permanent teeth (quadrants 1–4, teeth 1–8: 11–18, 21–28, 31–38, 41–48).
+//! notation for permanent teeth (quadrants 1–4, teeth 1–8: 11–18, 21–28, 31–38, 41–48), always
+//! written as two digits: a field has exactly one name (see [`tooth_number`]).
 
 use articula_protocol::{ErrorCode, FileId};
 
@@ -71,6 +72,21 @@ pub fn is_fdi_tooth(n: u8) -> bool {
     (1..=4).contains(&(n / 10)) && (1..=8).contains(&(n % 10))
 }
 
+/// The tooth a path segment names, in its canonical spelling only: exactly two ASCII digits.
+///
+/// A field's name is its identity (its version, its history, what a proposal changes), so one
+/// tooth must have one name. `u8::from_str` also reads `011` and `+11` as 11: accepting them
+/// would make `teeth.011.shade` a second shade of tooth 11 that the chart never shows. Other
+/// spellings are refused (`invalid_rx`, like `teeth.19`), not rewritten: clients send back the
+/// names they were given, so a different spelling is a client bug to surface, and a rewrite
+/// would answer with a field name the client never sent.
+pub fn tooth_number(segment: &str) -> Option<u8> {
+    match segment.as_bytes() {
+        [a @ b'0'..=b'9', b @ b'0'..=b'9'] => Some((a - b'0') * 10 + (b - b'0')).filter(|t| is_fdi_tooth(*t)),
+        _ => None,
+    }
+}
+
 fn invalid(msg: String) -> CommandError {
     CommandError::new(ErrorCode::InvalidRx, msg)
 }
@@ -108,12 +124,8 @@ pub fn validate(field: &str, value: Option<&str>) -> Result<(), CommandError> {
             value.map_or(Ok(()), |v| note(field, v))
         }
         ["teeth", tooth, attribute] => {
-            let tooth: u8 = tooth
-                .parse()
-                .ok()
-                .filter(|t| is_fdi_tooth(*t))
+            tooth_number(tooth)
                 .ok_or_else(|| invalid(format!("`{tooth}` is not a tooth in FDI notation (11–48)")))?;
-            let _ = tooth;
             let Some(v) = value else {
                 return if TOOTH_ATTRIBUTES.contains(attribute) {
                     Ok(())
@@ -175,6 +187,30 @@ mod tests {
         assert!(validate(&format!("attachments.{upper}"), Some("x")).is_err());
         assert!(validate(&format!("attachments.{}", file.to_string().replace('-', "")), Some("x")).is_err());
         assert!(validate("patient_name", Some("x")).is_err());
+        // One tooth, one field name: other spellings of `teeth.11.shade` are refused.
+        for other in [
+            "teeth.011.shade",
+            "teeth.+11.shade",
+            "teeth.1.shade",
+            " teeth.11.shade",
+            "teeth.11.shade ",
+            "teeth. 11.shade",
+            "teeth.11 .shade",
+            "Teeth.11.shade",
+            "TEETH.11.SHADE",
+            "teeth.11.Shade",
+            "teeth..11.shade",
+            "teeth.11..shade",
+            "teeth.11.shade.",
+            ".teeth.11.shade",
+            "teeth.\u{FF11}\u{FF11}.shade",
+            "teeth.11\u{200B}.shade",
+        ] {
+            assert!(validate(other, Some("A2")).is_err(), "{other:?}");
+            assert!(validate(other, None).is_err(), "{other:?}");
+        }
+        assert_eq!(tooth_number("11"), Some(11));
+        assert_eq!(tooth_number("48"), Some(48));
         assert!(validate("notes", Some(&"x".repeat(MAX_NOTE_CHARS + 1))).is_err());
     }
 }

@@ -4,11 +4,14 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use articula_actors::clock::now_ms;
 use articula_protocol::{CaseId, ErrorCode, FileId};
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::resource;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::objects::crypto::CryptoError;
 use crate::objects::reader::SealedFile;
 use crate::state::AppState;
 use crate::store::files::FileView;
@@ -168,6 +171,32 @@ pub async fn content(
                 .finish());
         }
     };
+    // The first segments of the range are opened before anything is recorded or answered, so
+    // that a stored object that fails its authentication (changed on disk or in the bucket, cut
+    // short, sealed under another key) is refused with a clear error, not served as a 200 that
+    // breaks off. A later segment that fails ends the body early: its length was announced, so
+    // no client takes the shortened body for the file.
+    let key = app.files.file_key(&file).await.map_err(ApiError::internal)?;
+    let sealed = SealedFile {
+        store: app.files.store.clone(),
+        object_key: file.object_key.clone(),
+        key,
+        file_id: *file.id.0.as_bytes(),
+        segments: file.segments.clone(),
+        size: file.size,
+    };
+    let file_id = file.id;
+    let mut body = Box::pin(sealed.range(start, end));
+    let first = if file.size == 0 {
+        Bytes::new()
+    } else {
+        match body.next().await {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(e)) => return Err(read_failed(file_id, e)),
+            None => Bytes::new(),
+        }
+    };
+
     let ip = super::client_ip(&req, app.settings.trust_proxy).to_string();
     let recorded = matches!(range, Range::Part(..)).then_some((start, end));
     app.db
@@ -186,15 +215,6 @@ pub async fn content(
         .await?;
     tracing::info!(file = %file.id, user = %caller.user_id, start, end, "download");
 
-    let key = app.files.file_key(&file).await.map_err(ApiError::internal)?;
-    let sealed = SealedFile {
-        store: app.files.store.clone(),
-        object_key: file.object_key.clone(),
-        key,
-        file_id: *file.id.0.as_bytes(),
-        segments: file.segments.clone(),
-        size: file.size,
-    };
     let inline_ok = ["image/", "audio/", "application/pdf"].iter().any(|p| file.content_type.starts_with(p));
     let disposition = if q.inline == Some(1) && inline_ok { "inline" } else { "attachment" };
     let mut res = match range {
@@ -216,5 +236,24 @@ pub async fn content(
     if file.size == 0 {
         return Ok(res.finish());
     }
-    Ok(res.streaming(sealed.range(start, end)))
+    let rest = body.inspect_err(move |e| {
+        tracing::error!(file = %file_id, error = %e, "reading a stored file failed mid-download");
+    });
+    Ok(res.streaming(futures_util::stream::once(async move { Ok(first) }).chain(rest)))
 }
+
+/// The answer to a download whose stored bytes could not be read: a segment that fails its
+/// authentication says so (the object is damaged; trying again will not help), anything else
+/// (the object store unreachable) is an internal error.
+fn read_failed(file: FileId, e: std::io::Error) -> ApiError {
+    let damaged = e.get_ref().is_some_and(|inner| inner.is::<CryptoError>());
+    if !damaged {
+        return ApiError::internal(e);
+    }
+    tracing::error!(file = %file, error = %e, "a stored file failed its integrity check");
+    ApiError::new(ErrorCode::Internal, DAMAGED)
+}
+
+/// What a download of a stored file that fails its check is answered.
+const DAMAGED: &str =
+    "the stored file failed its integrity check (it is damaged or was altered); nothing was sent";

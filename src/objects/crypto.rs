@@ -11,6 +11,29 @@
 //! segments cannot be swapped, replayed from another file, or cut off the end unnoticed.
 //! Compressible formats are zstd-compressed per segment before sealing (flag bit 0), only when
 //! that makes the segment smaller.
+//!
+//! # The format, byte for byte
+//!
+//! Enough to read a stored file without this code (`tests/clients/decrypt_object.py` does):
+//!
+//! - **AES-256-GCM** everywhere, 12-byte random nonce, 16-byte tag; a *sealed* value is
+//!   `nonce (12) · ciphertext · tag (16)`.
+//! - **Master key**: 32 bytes, base64 (standard alphabet) in `ARTICULA_MASTER_KEY` or the file
+//!   `<data dir>/keys/master.key`. Its id is the hex of the first 8 bytes of its SHA-256.
+//! - **Organisation key**: a row of `org_keys` (`id`, `org_id`, `wrapped`, `master_key_id`):
+//!   `wrapped` is base64 of the 32-byte key sealed by the master key whose id is
+//!   `master_key_id`, with the additional data `articula/org-key/<org_id>/<id>` (UTF-8).
+//! - **Data key**: `files.wrapped_dek` (or `uploads.wrapped_dek` while receiving), base64 of the
+//!   32-byte key sealed by the organisation key `files.key_id`, with the additional data
+//!   `articula/data-key/<file id>` (the id in its lowercase hyphenated text form).
+//! - **Object**: at `files.object_key` (under `<data dir>/objects/` on the local store, the key
+//!   in the bucket on S3), the segments one after another; `files.segments` lists their stored
+//!   lengths, but each also carries its own: segment *i* (from 0) is `len (u32 BE)`, then `len`
+//!   bytes: `flags (1) · sealed`. Its additional data is 26 bytes: the file id's 16 bytes (the
+//!   UUID's bytes in order), *i* as u64 BE, `1` if it is the object's last segment else `0`,
+//!   then the flags byte. Flag bit 0 set: the opened bytes are a zstd frame (decompress; at most
+//!   [`SEGMENT_SIZE`] bytes). Every segment but the last holds exactly [`SEGMENT_SIZE`]
+//!   plaintext bytes. The concatenated plaintexts are the file (its SHA-256 is `files.sha256`).
 
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit};

@@ -9,6 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::HttpDate;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError, web};
 use articula_actors::clock::now_ms;
+use articula_actors::text::{self, TextKind};
 use articula_protocol::{CaseId, ErrorCode, FileKind};
 
 use base64::Engine;
@@ -83,21 +84,22 @@ struct Metadata {
     kind: Option<FileKind>,
 }
 
-/// Checks a file name: a plain name, not a path.
+/// Longest file name, in bytes of UTF-8 (what file systems allow; the name is shown and offered
+/// as the download's name).
+const MAX_FILENAME_BYTES: usize = 255;
+
+/// Checks a file name: a plain name, not a path, under the text rule for names
+/// ([`articula_actors::text`]): no control, bidirectional or invisible characters (so
+/// `scan\u{202E}lts.exe` cannot pose as `scanexe.stl`), normalised to NFC, trimmed.
 pub fn valid_filename(name: &str) -> Result<String, ApiError> {
-    let n = name.trim();
-    let bad = n.is_empty()
-        || n.len() > 255
-        || n == "."
-        || n == ".."
-        || n.contains(['/', '\\'])
-        || n.chars().any(|c| c.is_control());
-    if bad {
+    let n = text::clean("filename", name, TextKind::Name, MAX_FILENAME_BYTES)
+        .map_err(|e| ApiError::invalid(e.0))?;
+    if n.len() > MAX_FILENAME_BYTES || n == "." || n == ".." || n.contains(['/', '\\']) {
         return Err(ApiError::invalid(
             "filename must be a plain file name (no path, no control characters, at most 255 bytes)",
         ));
     }
-    Ok(n.to_owned())
+    Ok(n)
 }
 
 fn parse_metadata(raw: Option<&str>) -> Result<Metadata, ApiError> {

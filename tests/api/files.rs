@@ -63,6 +63,8 @@ file_tests!(
 crate::both_backends!(
     a_rotated_master_key_still_unwraps_the_organisation_keys_of_the_old_one,
     a_voice_note_without_a_transcription_service_is_kept_and_waits,
+    file_names_that_could_disguise_a_file_are_refused_at_creation,
+    a_stored_object_changed_on_disk_is_not_served,
 );
 
 /// A new server on the same database backend and object store as `app` (same bucket), with
@@ -955,4 +957,151 @@ async fn a_voice_note_without_a_transcription_service_is_kept_and_waits(app: Tes
     assert_eq!(pending, 1);
     let events = app.get_json(&format!("/api/v1/cases/{case}/events?after={head}"), &w.doctor).await;
     assert_eq!(events["events"].as_array().unwrap().len(), 1, "{events}");
+}
+
+async fn file_names_that_could_disguise_a_file_are_refused_at_creation(app: TestApp) {
+    let w = app.world().await;
+    let case = app.submitted_case(&w.doctor, "Crown", w.lab).await;
+    let data = stl(200);
+    // Shown as `scanexe.stl`, invisibly different names, controls, paths.
+    for name in [
+        "scan\u{202E}lts.exe",
+        "\u{2067}scan.stl",
+        "scan\u{200F}.stl",
+        "scan\u{200B}.stl",
+        "scan\u{FEFF}.stl",
+        "scan\u{00AD}.stl",
+        "scan\u{0}.stl",
+        "scan\n.stl",
+        "scan\u{1B}[8m.stl",
+        "scan\u{85}.stl",
+        "../scan.stl",
+        "dir/../scan.stl",
+        "a\\scan.stl",
+        ".",
+        "..",
+        " ",
+    ] {
+        // A raw tus creation, with the first bytes in the same request (creation-with-upload).
+        let res = app
+            .http
+            .post(app.path("/api/v1/uploads/"))
+            .bearer_auth(&w.doctor.access)
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Length", data.len().to_string())
+            .header("Upload-Metadata", metadata(case, name, None))
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(data.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{name:?}");
+        assert_eq!(res.headers()["tus-resumable"], "1.0.0");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "validation_failed", "{name:?}: {body}");
+        assert!(body["message"].as_str().unwrap().starts_with("filename "), "{name:?}: {body}");
+    }
+    // Nothing created: no upload, nothing staged, no file, no event.
+    assert_eq!(app.count("SELECT COUNT(*) FROM uploads").await, 0);
+    assert_eq!(std::fs::read_dir(app.dir.path().join("uploads")).unwrap().count(), 0);
+    assert!(app.raw_objects().await.is_empty());
+    assert_eq!(app.count("SELECT COUNT(*) FROM files").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM events WHERE kind = 'file_added'").await, 0);
+
+    // An ordinary name (spaces, accents, brackets) is kept as it was sent, and downloads as it.
+    let name = "Kronë 11 (v2) – Müller.stl";
+    let file = app.upload(&w.doctor, case, name, None, &data, 1).await;
+    let list = app.get_json(&format!("/api/v1/cases/{case}/files"), &w.doctor).await;
+    assert_eq!(list[0]["name"], name);
+    let res = app.download(&w.doctor, &app.link(&w.doctor, file).await, None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let encoded: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b".-_~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let disposition = res.headers()["content-disposition"].to_str().unwrap().to_owned();
+    assert!(disposition.ends_with(&format!("filename*=UTF-8''{encoded}")), "{disposition}");
+    assert_eq!(res.bytes().await.unwrap().as_ref(), data.as_slice());
+}
+
+/// The one stored object on the local store.
+fn object_path(app: &TestApp) -> std::path::PathBuf {
+    let mut found = Vec::new();
+    let mut stack = vec![app.dir.path().join("objects")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() { stack.push(p) } else { found.push(p) }
+        }
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.remove(0)
+}
+
+/// Flips one bit of the byte at `at` of a file.
+fn flip(path: &std::path::Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+async fn a_stored_object_changed_on_disk_is_not_served(app: TestApp) {
+    let w = app.world().await;
+    let case = app.submitted_case(&w.doctor, "Crown", w.lab).await;
+
+    // One segment: a byte of its ciphertext changed, the download is refused before it starts,
+    // with a clear error and none of the file's bytes.
+    let small = noisy_wav(20_000);
+    let file = app.upload(&w.doctor, case, "dictation.wav", None, &small, 1).await;
+    let path = object_path(&app);
+    let url = app.link(&w.doctor, file).await;
+    assert_eq!(app.download(&w.doctor, &url, None).await.bytes().await.unwrap().as_ref(), small.as_slice());
+    let stored = std::fs::metadata(&path).unwrap().len() as usize;
+    flip(&path, stored / 2);
+    for range in [None, Some("bytes=100-199")] {
+        let res = app.download(&w.doctor, &url, range).await;
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR, "{range:?}");
+        assert_eq!(res.headers()["content-type"], "application/json");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "internal");
+        assert!(body["message"].as_str().unwrap().contains("integrity check"), "{body}");
+    }
+    // The length prefix or the flags byte changed: refused the same way.
+    flip(&path, stored / 2);
+    flip(&path, 4);
+    let res = app.download(&w.doctor, &url, None).await;
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    flip(&path, 4);
+    flip(&path, 0);
+    assert_eq!(app.download(&w.doctor, &url, None).await.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    flip(&path, 0);
+    assert_eq!(app.download(&w.doctor, &url, None).await.bytes().await.unwrap().as_ref(), small.as_slice());
+    std::fs::remove_file(&path).unwrap();
+
+    // Six segments (more than one read's worth), the last one changed: what is intact still
+    // reads by range, the damaged part is refused, and a whole download, whose start was
+    // intact, breaks off rather than deliver altered bytes.
+    let large = noisy_wav(3_000_000);
+    let file = app.upload(&w.doctor, case, "long dictation.wav", None, &large, 1).await;
+    let path = object_path(&app);
+    let stored = std::fs::metadata(&path).unwrap().len() as usize;
+    flip(&path, stored - 100);
+    let url = app.link(&w.doctor, file).await;
+    let res = app.download(&w.doctor, &url, Some("bytes=0-999")).await;
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), &large[..1000]);
+    let tail = format!("bytes={}-{}", large.len() - 1000, large.len() - 1);
+    let res = app.download(&w.doctor, &url, Some(&tail)).await;
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "internal");
+    let res = app.download(&w.doctor, &url, None).await;
+    assert_eq!(res.status(), StatusCode::OK, "the first segments were intact");
+    let body = res.bytes().await;
+    assert!(body.is_err(), "a body with an altered segment was delivered whole");
 }

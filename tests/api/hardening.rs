@@ -23,6 +23,7 @@ both_backends!(
     command_ids_are_exactly_once_beyond_the_window,
     a_panic_in_any_handler_loses_nothing,
     retired_case_actors_stop,
+    an_rx_field_has_one_name,
 );
 
 fn post(case_id: CaseId, text: &str) -> ClientBody {
@@ -826,4 +827,64 @@ async fn retired_case_actors_stop(app: TestApp) {
     );
     // And they come back on demand.
     assert!(ws.call(ClientBody::MarkRead(MarkRead { case_id: cases[0], seq: 1 })).await.is_ok());
+}
+
+/// Other spellings of `teeth.11.shade` (a zero-padded or signed tooth number, spaces, capitals)
+/// would be fields of their own, with their own versions, that the tooth chart never shows:
+/// they are refused on every path an Rx field name takes (edit, proposal), and nothing changes.
+async fn an_rx_field_has_one_name(app: TestApp) {
+    let w = app.world().await;
+    let case = app.submitted_case(&w.doctor, "Crown", w.lab).await;
+    let head = head_of(&app, case).await;
+    let mut doctor = app.ws(&w.doctor, Codec::Json).await;
+    let mut tech = app.ws(&w.tech, Codec::MsgPack).await;
+    let variants = [
+        "teeth.011.shade",
+        "teeth.+11.shade",
+        "teeth.0011.shade",
+        " teeth.11.shade",
+        "teeth.11.shade ",
+        "teeth. 11.shade",
+        "Teeth.11.shade",
+        "TEETH.11.SHADE",
+        "teeth.11.Shade",
+        "teeth..11.shade",
+        "teeth.\u{FF11}\u{FF11}.shade",
+    ];
+    let change = |field: &str, base_version: u64| RxChange {
+        field: field.into(),
+        base_version,
+        value: Some("A2".into()),
+    };
+    let edit = |changes: Vec<RxChange>| ClientBody::EditRx(EditRx { case_id: case, changes });
+    let propose =
+        |changes: Vec<RxChange>| ClientBody::ProposeRx(ProposeRx { case_id: case, changes, note: None });
+    for field in variants {
+        let err = doctor.call(edit(vec![change(field, 0)])).await.expect_err("refused");
+        assert_eq!(err.code, ErrorCode::InvalidRx, "edit {field:?}: {err:?}");
+        let err = tech.call(propose(vec![change(field, 0)])).await.expect_err("refused");
+        assert_eq!(err.code, ErrorCode::InvalidRx, "proposal {field:?}: {err:?}");
+    }
+    // With the canonical name beside it, the whole edit is refused.
+    let err = doctor
+        .call(edit(vec![change("teeth.11.material", 0), change("teeth.011.shade", 0)]))
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code, ErrorCode::InvalidRx);
+    assert_eq!(head_of(&app, case).await, head, "nothing got a seq");
+    let rx = app.get_json(&format!("/api/v1/cases/{case}/rx"), &w.doctor).await;
+    assert_eq!(rx["fields"].as_array().map(Vec::len), Some(0), "{rx}");
+    assert_eq!(rx["proposals"].as_array().map(Vec::len).unwrap_or(0), 0, "{rx}");
+
+    // The canonical name is accepted, and stays the only field of tooth 11 for its shade.
+    let v = doctor.call(edit(vec![change("teeth.11.shade", 0)])).await.unwrap().unwrap();
+    for field in ["teeth.011.shade", "teeth.+11.shade"] {
+        let err = doctor.call(edit(vec![change(field, v)])).await.expect_err("refused");
+        assert_eq!(err.code, ErrorCode::InvalidRx, "{field:?}");
+    }
+    let rx = app.get_json(&format!("/api/v1/cases/{case}/rx"), &w.tech).await;
+    let fields: Vec<&str> =
+        rx["fields"].as_array().unwrap().iter().filter_map(|f| f["field"].as_str()).collect();
+    assert_eq!(fields, ["teeth.11.shade"]);
+    assert_eq!(head_of(&app, case).await, head + 1);
 }

@@ -4,10 +4,13 @@
 #   the middle, resume from the offset the server reports, and check what the server lists and
 #   serves (size and SHA-256);
 # - ws: Python `websockets` + `msgpack` drive the WebSocket protocol in both codecs
-#   (ws_protocol.py: frames pipelined in one write and answered in order; ids as REST's strings).
+#   (ws_protocol.py: frames pipelined in one write and answered in order; ids as REST's strings);
+# - decrypt: tuspy uploads two files, then decrypt_object.py reads the encrypted objects and keys
+#   from the server's data dir and decrypts them with Python's `cryptography`, from the format
+#   alone (src/objects/crypto.rs), and compares with what was uploaded.
 #
 #   bash tests/clients/run.sh            # every client
-#   bash tests/clients/run.sh python     # only tuspy      (or: node, ws; several may be named)
+#   bash tests/clients/run.sh python     # only tuspy      (or: node, ws, decrypt; several may be named)
 #   WSTEST_GROUPS=ids bash tests/clients/run.sh ws     # only the id/codec checks of ws_protocol.py
 #
 # ARTICULA_BIN names the server binary (default $CARGO_TARGET_DIR/debug/articula); the Python
@@ -20,9 +23,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 bin="${ARTICULA_BIN:-$CARGO_TARGET_DIR/debug/articula}"
 venv="${ARTICULA_VENV:-$HOME/.cache/articula/venv}"
 clients=("$@")
-[ ${#clients[@]} -gt 0 ] || clients=(python node ws)
+[ ${#clients[@]} -gt 0 ] || clients=(python node ws decrypt)
 for c in "${clients[@]}"; do
-  case "$c" in python | node | ws) ;; *) echo "unknown client '$c' (python, node or ws)" >&2; exit 2 ;; esac
+  case "$c" in python | node | ws | decrypt) ;; *) echo "unknown client '$c' (python, node, ws or decrypt)" >&2; exit 2 ;; esac
 done
 # ordering and/or ids (ws_protocol.py's two groups of checks); both by default.
 read -r -a ws_groups <<<"${WSTEST_GROUPS:-}"
@@ -111,6 +114,10 @@ for c in "${clients[@]}"; do
   if [ "$c" = python ]; then
     TUSTEST_WORK_DIR="$work/$c" REQUESTS_CA_BUNDLE="$cert" \
       timeout "$limit" "$venv/bin/python" -u "$here/tuspy_resume.py" >"$work/$c.log" 2>&1 &
+  elif [ "$c" = decrypt ]; then
+    # It reads the server's data dir (keys, SQLite, objects) itself: the decryption is its own.
+    TUSTEST_WORK_DIR="$work/$c" DECRYPTTEST_DATA_DIR="$ARTICULA_DATA_DIR" REQUESTS_CA_BUNDLE="$cert" \
+      timeout "$limit" "$venv/bin/python" -u "$here/decrypt_object.py" >"$work/$c.log" 2>&1 &
   elif [ "$c" = ws ]; then
     timeout "$limit" "$venv/bin/python" -u "$here/ws_protocol.py" ${ws_groups[@]+"${ws_groups[@]}"} \
       >"$work/$c.log" 2>&1 &

@@ -73,7 +73,7 @@ export function Board({ user }: { user: Me }) {
                   {items.map((c) => (
                     <li class={`card${c.at_risk ? ' at-risk' : ''}`} data-case-id={c.case_id} data-status={c.status}>
                       <div class="card-title">
-                        <a class="card-link" href={`/cases/${c.case_id}`}>
+                        <a class="card-link" dir="auto" href={`/cases/${c.case_id}`}>
                           {c.label}
                         </a>
                         {unseen.value[c.case_id] && (

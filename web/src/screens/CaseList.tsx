@@ -213,7 +213,7 @@ function CaseRow({ c, fresh }: { c: CaseView; fresh: boolean }) {
   return (
     <li class={`case-row${c.at_risk ? ' at-risk' : ''}`} data-case-id={c.id}>
       <div class="case-row-main">
-        <a class="case-link" href={`/cases/${c.id}`}>
+        <a class="case-link" dir="auto" href={`/cases/${c.id}`}>
           {c.label}
         </a>
         {fresh && (

@@ -67,7 +67,9 @@ export function CaseRoomScreen({ id, user }: { id: string; user: Me }) {
   if (!s) {
     return (
       <section class="page">
-        <h1 tabIndex={-1}>{view?.label ?? 'Case'}</h1>
+        <h1 tabIndex={-1} dir="auto">
+          {view?.label ?? 'Case'}
+        </h1>
         <p role="status">Loading the case…</p>
       </section>
     );
@@ -85,15 +87,15 @@ export function CaseRoomScreen({ id, user }: { id: string; user: Me }) {
           <a class="back" href="/cases" aria-label="Back to cases">
             ←
           </a>
-          <h1 id="case-title" tabIndex={-1}>
+          <h1 id="case-title" tabIndex={-1} dir="auto">
             {s.label}
           </h1>
           <StatusBadge status={s.status} />
           <DueDate due={s.dueDate} atRisk={view?.at_risk ?? false} />
         </div>
         <div class="room-meta muted small">
-          <span>{view?.doctor_name ?? r.name(s.doctorId, user.id)}</span>
-          {view && <span>{view.clinic_name}</span>}
+          <bdi>{view?.doctor_name ?? r.name(s.doctorId, user.id)}</bdi>
+          {view && <bdi>{view.clinic_name}</bdi>}
           <span>{s.labId ? (labNames.value[s.labId] ?? view?.lab_name ?? 'Lab') : 'No lab yet'}</span>
           <Presence r={r} me={user.id} />
         </div>

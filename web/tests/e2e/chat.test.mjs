@@ -134,3 +134,62 @@ test('a message the server refuses is not sent again, and its author is told why
   await page.locator('.msg:not(.msg-pending)', { hasText: 'After the refusals' }).waitFor();
   env.assertNoProblems();
 });
+
+test('bidirectional controls in what people typed cannot reorder what follows', async () => {
+  const { page } = await env.page();
+  await signIn(page, 'doctor@demo.test');
+  await openCase(page, CASE);
+  // Chat and reasons keep bidirectional controls (a right-to-left override here, never closed):
+  // they must reorder only their own text, not the sentence around them or what comes after.
+  const reason = 'waiting \u202Efor the new scan';
+  await page.getByTestId('status-select').selectOption('on_hold');
+  await page.getByLabel('Reason').fill(reason);
+  await page.getByRole('button', { name: 'Change status' }).click();
+  const note = page.locator('.note', { hasText: 'for the new scan' });
+  await note.waitFor();
+  const box = page.getByLabel('Message', { exact: true });
+  await box.fill('see \u202Ethis');
+  await box.press('Enter');
+  await box.fill('Plain words after it');
+  await box.press('Enter');
+  const after = page.locator('.msg:not(.msg-pending)', { hasText: 'Plain words after it' });
+  await after.waitFor();
+
+  const layout = await page.evaluate(() => {
+    /** The on-screen boxes (one a line) of `needle` within `root`'s text. */
+    function boxOf(root, needle) {
+      const walk = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+      for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+        const at = n.data.indexOf(needle);
+        if (at >= 0) {
+          const range = document.createRange();
+          range.setStart(n, at);
+          range.setEnd(n, at + needle.length);
+          return [...range.getClientRects()].map((r) => ({ left: r.left, right: r.right, top: r.top }));
+        }
+      }
+      return null;
+    }
+    const note = [...document.querySelectorAll('.note')].find((li) => li.textContent.includes('for the new scan'));
+    const reason = boxOf(note, 'for the new scan');
+    const close = boxOf(note, '\u201D')[0];
+    const msg = [...document.querySelectorAll('.msg')].find((li) => li.textContent.includes('Plain words after it'));
+    const words = ['Plain', 'words', 'after', 'it'].map((w) => boxOf(msg.querySelector('.msg-text'), w)[0].left);
+    const bodies = [...document.querySelectorAll('.msg:not(.msg-deleted) .msg-text')].map((el) => [el.dir, getComputedStyle(el).unicodeBidi]);
+    return { reason, close, words, bodies };
+  });
+  // The closing quote still follows the reason (an override leaking out of it would put the
+  // quote and the rest of the sentence before its words), and the next message reads left to right.
+  // The reason may wrap: on the line where the quote closes, the quote is right of the reason.
+  const { close } = layout;
+  const onItsLine = layout.reason.filter((r) => Math.abs(r.top - close.top) < 4);
+  assert.ok(onItsLine.length > 0, `the quote is not on the reason's line: ${JSON.stringify(layout)}`);
+  assert.ok(onItsLine.every((r) => close.left >= r.right - 1), `the sentence was reordered: ${JSON.stringify(layout)}`);
+  assert.deepEqual([...layout.words].sort((a, b) => a - b), layout.words, `words out of order: ${layout.words}`);
+  // Every message body is its own isolate, its direction taken from its own text.
+  for (const [dir, bidi] of layout.bodies) {
+    assert.equal(dir, 'auto');
+    assert.ok(['isolate', 'plaintext'].includes(bidi), bidi);
+  }
+  env.assertNoProblems();
+});

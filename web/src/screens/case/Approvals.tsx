@@ -91,15 +91,15 @@ function ApprovalItem({ a, r, user, access }: { a: ApprovalView; r: CaseRoom; us
         <span class={`badge badge-${a.status}`}>{STATUS_TEXT[a.status]}</span>
       </div>
       <div class="small">
-        Design <strong>{file?.name ?? 'file'}</strong> <code title={a.file_sha256}>{a.file_sha256.slice(0, 12)}…</code> at Rx version {a.rx_version}
+        Design <strong dir="auto">{file?.name ?? 'file'}</strong> <code title={a.file_sha256}>{a.file_sha256.slice(0, 12)}…</code> at Rx version {a.rx_version}
       </div>
       <div class="muted small">
-        Requested by {r.name(a.requested_by, user.id)}, {formatTime(a.requested_at)}
+        Requested by <bdi>{r.name(a.requested_by, user.id)}</bdi>, {formatTime(a.requested_at)}
       </div>
       {a.comment && <p class="quote">“{a.comment}”</p>}
       {a.decided_by && (
         <p class="small">
-          {a.status === 'approved' ? 'Approved' : 'Rejected'} by {r.name(a.decided_by, user.id)}
+          {a.status === 'approved' ? 'Approved' : 'Rejected'} by <bdi>{r.name(a.decided_by, user.id)}</bdi>
           {a.decided_at ? `, ${formatTime(a.decided_at)}` : ''}
           {a.decision_comment ? `: “${a.decision_comment}”` : ''}
         </p>

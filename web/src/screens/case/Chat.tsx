@@ -1,6 +1,13 @@
 // The case's conversation: messages and what happened to the case, in seq order; typing,
 // read receipts; editing and deleting one's own messages.
+//
+// Bidirectional text is rendered inert: every message body is its own block with `dir="auto"`,
+// and every name, label, file name or quoted comment inside a sentence is its own `<bdi>`. So
+// an override (U+202E) or an isolate left open in one of them — chat keeps such characters, and
+// names stored before the name rule may have them — reorders only its own text, never the
+// sentence around it or the messages after it.
 
+import { Fragment, type ComponentChildren } from 'preact';
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { errorText } from '../../components/CaseBits';
 import { AudioPlayer } from '../../components/FilePreview';
@@ -90,7 +97,9 @@ export function Chat({ r, user, access }: { r: CaseRoom; user: Me; access: CaseA
         )}
         {outbox.map((o) => (
           <li key={o.key} class={`msg msg-own msg-pending${o.error ? ' msg-failed' : ''}`} data-pending="true">
-            <div class="msg-text">{o.text}</div>
+            <div class="msg-text" dir="auto">
+              {o.text}
+            </div>
             {o.attachments.length > 0 && <Attachments ids={o.attachments} s={s} r={r} />}
             <div class="msg-meta">
               {o.error ? (
@@ -120,7 +129,13 @@ export function Chat({ r, user, access }: { r: CaseRoom; user: Me; access: CaseA
         </ol>
       </div>
       <p class="typing muted small" aria-live="polite">
-        {typing.length ? `${typing.map((u) => r.name(u, user.id)).join(', ')} ${typing.length > 1 ? 'are' : 'is'} typing…` : ''}
+        {typing.length ? (
+          <>
+            {listOf(typing.map((u) => r.name(u, user.id)))} {typing.length > 1 ? 'are' : 'is'} typing…
+          </>
+        ) : (
+          ''
+        )}
       </p>
       {mayUpload(access) ? (
         <>
@@ -137,13 +152,13 @@ function VoiceNoteItem({ f, r, me }: { f: CaseFile; r: CaseRoom; me: string }) {
   return (
     <li class={`msg msg-voice${f.by === me ? ' msg-own' : ''}`} data-seq={f.seq} data-file-id={f.id} data-testid="voice-note">
       <div class="msg-head">
-        <span class="msg-author">{r.name(f.by, me)}</span> <time class="muted">{formatTime(f.at)}</time>
+        <bdi class="msg-author">{r.name(f.by, me)}</bdi> <time class="muted">{formatTime(f.at)}</time>
         <span class="muted"> · voice note</span>
       </div>
       <AudioPlayer file={f} />
       {f.transcript ? (
         <p class="transcript small" data-testid="transcript">
-          <span class="visually-hidden">Transcript: </span>“{f.transcript}”
+          <span class="visually-hidden">Transcript: </span>“<bdi>{f.transcript}</bdi>”
         </p>
       ) : null}
     </li>
@@ -191,7 +206,7 @@ function Attachments({ ids, s, r }: { ids: string[]; s: CaseState; r: CaseRoom }
               <span class="attachment-kind" aria-hidden="true">
                 {f ? KIND_LABEL[f.kind] : 'File'}
               </span>
-              <span class="attachment-name">{f?.name ?? 'a file'}</span>
+              <bdi class="attachment-name">{f?.name ?? 'a file'}</bdi>
             </button>
           </li>
         );
@@ -241,7 +256,7 @@ function MessageItem({ m, r, me, seenBy }: { m: Message; r: CaseRoom; me: string
   return (
     <li class={`msg${own ? ' msg-own' : ''}${m.deleted ? ' msg-deleted' : ''}`} data-seq={m.seq} data-message-id={m.id}>
       <div class="msg-head">
-        <span class="msg-author">{r.name(m.author, me)}</span> <time class="muted">{formatTime(m.at)}</time>
+        <bdi class="msg-author">{r.name(m.author, me)}</bdi> <time class="muted">{formatTime(m.at)}</time>
         {m.editedAt && !m.deleted && <span class="muted"> · edited</span>}
       </div>
       {m.deleted ? (
@@ -251,7 +266,7 @@ function MessageItem({ m, r, me, seenBy }: { m: Message; r: CaseRoom; me: string
           <label class="visually-hidden" for={`edit-${m.id}`}>
             Edit message
           </label>
-          <textarea id={`edit-${m.id}`} value={text} maxLength={10000} onInput={(e) => setText(e.currentTarget.value)} rows={2} />
+          <textarea id={`edit-${m.id}`} dir="auto" value={text} maxLength={10000} onInput={(e) => setText(e.currentTarget.value)} rows={2} />
           <div class="actions">
             <button type="submit" class="btn btn-small">
               Save
@@ -262,7 +277,9 @@ function MessageItem({ m, r, me, seenBy }: { m: Message; r: CaseRoom; me: string
           </div>
         </form>
       ) : (
-        <div class="msg-text">{m.text}</div>
+        <div class="msg-text" dir="auto">
+          {m.text}
+        </div>
       )}
       {!m.deleted && m.attachments.length > 0 && <Attachments ids={m.attachments} s={r.state!} r={r} />}
       {own && !m.deleted && !editing && (
@@ -291,7 +308,7 @@ function MessageItem({ m, r, me, seenBy }: { m: Message; r: CaseRoom; me: string
       )}
       {seenBy && (
         <div class="msg-receipt muted small" data-testid="receipt">
-          {seenBy.length ? `Seen by ${seenBy.join(', ')}` : 'Delivered'}
+          {seenBy.length ? <>Seen by {listOf(seenBy)}</> : 'Delivered'}
         </div>
       )}
       {error && (
@@ -349,7 +366,7 @@ function Composer({ r }: { r: CaseRoom }) {
                   <label class="check">
                     <input type="checkbox" checked={attached.includes(f.id)} onChange={() => toggle(f.id)} />
                     <span>
-                      {f.name} <span class="muted small">({KIND_LABEL[f.kind]}, {formatSize(f.size)})</span>
+                      <bdi>{f.name}</bdi> <span class="muted small">({KIND_LABEL[f.kind]}, {formatSize(f.size)})</span>
                     </span>
                   </label>
                 </li>
@@ -363,7 +380,7 @@ function Composer({ r }: { r: CaseRoom }) {
           {attached.map((id) => (
             <li key={id}>
               <span class="attachment">
-                <span class="attachment-name">{s.files[id]?.name ?? 'file'}</span>
+                <bdi class="attachment-name">{s.files[id]?.name ?? 'file'}</bdi>
                 <button type="button" class="link" aria-label={`Remove ${s.files[id]?.name ?? 'file'}`} onClick={() => toggle(id)}>
                   ×
                 </button>
@@ -390,6 +407,7 @@ function Composer({ r }: { r: CaseRoom }) {
         </label>
         <textarea
           id="composer-text"
+          dir="auto"
           placeholder="Write a message…"
           rows={2}
           maxLength={10000}
@@ -416,40 +434,134 @@ function Composer({ r }: { r: CaseRoom }) {
   );
 }
 
-/** A sentence for an event that is not a chat message. */
-function describe(r: CaseRoom, n: Note, me: string): string {
-  const who = r.name(n.actor, me);
+/** Names, each isolated: `Ana, Tom`. */
+function listOf(names: string[]): ComponentChildren {
+  return names.map((n, i) => (
+    <Fragment key={i}>
+      {i > 0 && ', '}
+      <bdi>{n}</bdi>
+    </Fragment>
+  ));
+}
+
+/** A quoted comment or reason, isolated from the sentence around it. */
+function quoted(text: string | null | undefined): ComponentChildren {
+  return text ? (
+    <>
+      {' '}— “<bdi>{text}</bdi>”
+    </>
+  ) : null;
+}
+
+/** A sentence for an event that is not a chat message; what people typed is isolated in it. */
+function describe(r: CaseRoom, n: Note, me: string): ComponentChildren {
+  const who = <bdi>{r.name(n.actor, me)}</bdi>;
   const d = n.data;
   switch (n.kind) {
     case 'status_changed':
-      return `${who} moved the case from ${STATUS_LABEL[d.from as CaseStatus] ?? d.from} to ${STATUS_LABEL[d.to as CaseStatus] ?? d.to}${d.reason ? ` — “${d.reason}”` : ''}.`;
+      return (
+        <>
+          {who} moved the case from {STATUS_LABEL[d.from as CaseStatus] ?? d.from} to {STATUS_LABEL[d.to as CaseStatus] ?? d.to}
+          {quoted(d.reason)}.
+        </>
+      );
     case 'case_updated': {
-      const parts: string[] = [];
-      if (d.label != null) parts.push(`renamed the case “${d.label}”`);
+      const parts: ComponentChildren[] = [];
+      if (d.label != null)
+        parts.push(
+          <>
+            renamed the case “<bdi>{d.label}</bdi>”
+          </>,
+        );
       if ('due_date' in d) parts.push(d.due_date ? `set the due date to ${formatDue(d.due_date)}` : 'cleared the due date');
-      if ('lab_id' in d) parts.push(d.lab_id ? `routed the case to ${labNames.value[d.lab_id] ?? 'a lab'}` : 'removed the lab');
-      return `${who} ${parts.join(', ') || 'updated the case'}.`;
+      if ('lab_id' in d)
+        parts.push(
+          d.lab_id ? (
+            <>
+              routed the case to <bdi>{labNames.value[d.lab_id] ?? 'a lab'}</bdi>
+            </>
+          ) : (
+            'removed the lab'
+          ),
+        );
+      return (
+        <>
+          {who} {parts.length ? parts.map((p, i) => (
+                <Fragment key={i}>
+                  {i > 0 && ', '}
+                  {p}
+                </Fragment>
+              )) : 'updated the case'}.
+        </>
+      );
     }
     case 'rx_edited':
-      return `${who} changed the Rx: ${changes(d.changes)}.`;
+      return (
+        <>
+          {who} changed the Rx: {changes(d.changes)}.
+        </>
+      );
     case 'rx_signed':
-      return `${who} signed the Rx (version ${d.rx_version}).`;
+      return (
+        <>
+          {who} signed the Rx (version {d.rx_version}).
+        </>
+      );
     case 'rx_proposed':
-      return `${who} proposed Rx changes: ${changes(d.changes)}${d.note ? ` — “${d.note}”` : ''}.`;
+      return (
+        <>
+          {who} proposed Rx changes: {changes(d.changes)}
+          {quoted(d.note)}.
+        </>
+      );
     case 'rx_proposal_decided':
-      return `${who} ${d.accepted ? 'accepted' : 'declined'} the lab’s Rx proposal${d.comment ? ` — “${d.comment}”` : ''}.`;
+      return (
+        <>
+          {who} {d.accepted ? 'accepted' : 'declined'} the lab’s Rx proposal{quoted(d.comment)}.
+        </>
+      );
     case 'approval_requested':
-      return `${who} asked for approval of a design${d.comment ? ` — “${d.comment}”` : ''}.`;
+      return (
+        <>
+          {who} asked for approval of a design{quoted(d.comment)}.
+        </>
+      );
     case 'approval_decided':
-      return `${who} ${d.decision === 'approve' ? 'approved the design' : 'rejected the design'}${d.comment ? ` — “${d.comment}”` : ''}.`;
-    case 'file_added':
-      return `${who} added ${d.file_kind && KIND_LABEL[d.file_kind as keyof typeof KIND_LABEL] ? `the ${KIND_LABEL[d.file_kind as keyof typeof KIND_LABEL].toLowerCase()} ` : ''}${d.name}${d.voided_approvals?.length ? ' (earlier design approvals are void)' : ''}.`;
+      return (
+        <>
+          {who} {d.decision === 'approve' ? 'approved the design' : 'rejected the design'}
+          {quoted(d.comment)}.
+        </>
+      );
+    case 'file_added': {
+      const kind = d.file_kind && KIND_LABEL[d.file_kind as keyof typeof KIND_LABEL];
+      return (
+        <>
+          {who} added {kind ? `the ${kind.toLowerCase()} ` : ''}
+          <bdi class="file-name">{d.name}</bdi>
+          {d.voided_approvals?.length ? ' (earlier design approvals are void)' : ''}.
+        </>
+      );
+    }
     default:
-      return `${who}: ${n.kind}`;
+      return (
+        <>
+          {who}: {n.kind}
+        </>
+      );
   }
 }
 
-function changes(list: { field: string; value: string | null }[] = []): string {
-  const shown = list.slice(0, 3).map((c) => `${fieldLabel(c.field)} → ${c.value === null ? 'cleared' : displayValue(c.field, c.value)}`);
-  return shown.join(', ') + (list.length > 3 ? ` and ${list.length - 3} more` : '');
+function changes(list: { field: string; value: string | null }[] = []): ComponentChildren {
+  return (
+    <>
+      {list.slice(0, 3).map((c, i) => (
+        <Fragment key={c.field}>
+          {i > 0 && ', '}
+          {fieldLabel(c.field)} → {c.value === null ? 'cleared' : <bdi>{displayValue(c.field, c.value)}</bdi>}
+        </Fragment>
+      ))}
+      {list.length > 3 ? ` and ${list.length - 3} more` : ''}
+    </>
+  );
 }

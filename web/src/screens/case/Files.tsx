@@ -128,7 +128,7 @@ function UploadRow({ u }: { u: UploadItem }) {
   return (
     <li class={`upload upload-${u.state}`} data-testid="upload" data-state={u.state}>
       <div class="upload-head">
-        <strong class="upload-name">{u.name}</strong>
+        <strong class="upload-name" dir="auto">{u.name}</strong>
         <span class="badge">{KIND_LABEL[u.kind]}</span>
       </div>
       <progress max={u.size || 1} value={u.state === 'done' ? u.size : u.sent} aria-label={`Upload of ${u.name}`} aria-valuetext={describeProgress(u)} />
@@ -228,10 +228,10 @@ function FileRow({ f, r, me, open, toggle }: { f: CaseFile; r: CaseRoom; me: str
     <li class={`file file-${f.kind}`} data-file-id={f.id} data-testid="file">
       <div class="file-head">
         <span class={`badge kind-${f.kind}`}>{KIND_LABEL[f.kind]}</span>
-        <strong class="file-name">{f.name}</strong>
+        <strong class="file-name" dir="auto">{f.name}</strong>
       </div>
       <div class="file-meta muted small">
-        {formatSize(f.size)} · {r.name(f.by, me)} · {formatTime(f.at)} ·{' '}
+        {formatSize(f.size)} · <bdi>{r.name(f.by, me)}</bdi> · {formatTime(f.at)} ·{' '}
         <code title={`SHA-256 ${f.sha256}`}>{f.sha256.slice(0, 10)}</code>
       </div>
       {inlineAudio && <FilePreview file={f} />}

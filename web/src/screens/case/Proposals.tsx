@@ -65,7 +65,7 @@ function ProposalItem({ p, r, user, access }: { p: Proposal; r: CaseRoom; user: 
   return (
     <li class={`proposal proposal-${p.status}`} data-proposal-id={p.id}>
       <div class="small">
-        <strong>{r.name(p.by, user.id)}</strong> <span class="muted">{formatTime(p.at)}</span>{' '}
+        <strong dir="auto">{r.name(p.by, user.id)}</strong> <span class="muted">{formatTime(p.at)}</span>{' '}
         {p.status !== 'open' && <span class={`badge badge-${p.status}`}>{p.status}</span>}
       </div>
       <ul class="changes">

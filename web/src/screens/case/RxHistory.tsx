@@ -57,7 +57,7 @@ export function RxHistory({ r, user, tooth }: { r: CaseRoom; user: Me; tooth: nu
             <span class="muted small">
               {formatTime(row.at)} · v{row.seq}
             </span>{' '}
-            <strong>{r.name(row.actor, user.id)}</strong> {row.text}
+            <strong dir="auto">{r.name(row.actor, user.id)}</strong> <bdi>{row.text}</bdi>
           </li>
         ))}
       </ol>
