@@ -185,6 +185,10 @@ pub struct Settings {
     pub security_contact: Option<String>,
     /// The vulnerability disclosure policy (`https://…`), in `security.txt` as `Policy`.
     pub security_policy_url: Option<String>,
+
+    /// A file of names (UTF-8, one a line, `#` comments): a case label containing one makes the
+    /// web client warn that it looks like a patient's name.
+    pub label_name_list: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -244,9 +248,13 @@ impl Default for Settings {
             demo_password: None,
             security_contact: None,
             security_policy_url: None,
+            label_name_list: None,
         }
     }
 }
+
+/// Largest `label_name_list` file (the client downloads the list).
+const MAX_LABEL_NAME_LIST_BYTES: u64 = 4 * 1024 * 1024;
 
 /// A setting is missing or wrong. The message names it.
 #[derive(Debug, thiserror::Error)]
@@ -425,7 +433,28 @@ impl Settings {
         {
             return Err(bad("security_policy_url", "must be an https:// URL"));
         }
+        self.label_names()?;
         Ok(())
+    }
+
+    /// The names of `label_name_list`, in lower case, without blanks, comments or repeats.
+    pub fn label_names(&self) -> Result<Vec<String>, ConfigError> {
+        let Some(path) = &self.label_name_list else { return Ok(Vec::new()) };
+        let meta = std::fs::metadata(path)
+            .map_err(|e| bad("label_name_list", format!("{}: {e}", path.display())))?;
+        if meta.len() > MAX_LABEL_NAME_LIST_BYTES {
+            return Err(bad("label_name_list", "the file must be at most 4 MiB"));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad("label_name_list", format!("{}: {e}", path.display())))?;
+        let mut names: Vec<String> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase())
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
     }
 
     fn backend_of(&self, url: &str) -> Result<Backend, ConfigError> {

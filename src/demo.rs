@@ -30,6 +30,10 @@ pub const DEMO_USERS: &[(&str, &str, OrgKind, Role)] = &[
 
 const CLINIC: &str = "Demo Clinic";
 const LAB: &str = "Demo Lab";
+/// A vendor's support account: in an organisation of its own, it sees a clinic's case only
+/// while an owner of that clinic gives it support access.
+const SUPPORT_ORG: &str = "Demo Support";
+pub const DEMO_SUPPORT: (&str, &str) = ("support@demo.test", "Sam Support");
 
 async fn org(app: &AppState, name: &str, kind: OrgKind) -> anyhow::Result<OrgId> {
     if let Some(o) = app.db.find_org(name).await? {
@@ -62,6 +66,17 @@ pub async fn seed(app: &AppState) -> anyhow::Result<String> {
         app.db.add_membership(id, org_id, *role, now_ms()).await?;
         ids.push(id);
     }
+    let support_org = org(app, SUPPORT_ORG, OrgKind::Clinic).await?;
+    let (email, name) = DEMO_SUPPORT;
+    let support = match app.db.user_by_email(email).await? {
+        Some(u) => {
+            app.db.set_password(u.id, &hash).await?;
+            app.db.reset_failed_logins(u.id).await?;
+            u.id
+        }
+        None => app.db.create_user(email, name, Some(&hash), UserStatus::Active, now_ms()).await?,
+    };
+    app.db.add_membership(support, support_org, Role::Auditor, now_ms()).await?;
     let (doctor, doctor2, tech) = (ids[0], ids[1], ids[5]);
     let has_cases = !app
         .db
@@ -89,6 +104,11 @@ pub async fn seed(app: &AppState) -> anyhow::Result<String> {
         let portal = if *kind == OrgKind::Lab { "lab" } else { "clinic" };
         let _ = writeln!(out, "  {email:<22} {:<13} {name:<16} portal: {portal}", role.as_str());
     }
+    let _ = writeln!(
+        out,
+        "  {:<22} {:<13} {:<16} portal: clinic (support access: an owner gives it per case)",
+        DEMO_SUPPORT.0, "auditor", DEMO_SUPPORT.1
+    );
     if generated {
         let _ = writeln!(out, "Password for all: {password}   (set ARTICULA_DEMO_PASSWORD to choose it)");
     } else {

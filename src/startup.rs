@@ -183,6 +183,7 @@ impl Application {
             metrics,
             files,
             security_txt: crate::http::wellknown::security_txt(&settings, articula_actors::clock::now_ms()),
+            label_names: settings.label_names()?.into(),
         });
         AppState::spawn_limiter_pruning(&state.clone().into_inner());
         if let Some(t) = crate::uploads::transcribe::Transcriber::from_settings(&settings) {

@@ -34,6 +34,8 @@ pub struct AppState {
     pub files: Arc<crate::uploads::Files>,
     /// `/.well-known/security.txt`, made at start-up (none without a security contact).
     pub security_txt: Option<String>,
+    /// The names of `label_name_list` (lower case), read at start-up.
+    pub label_names: Arc<[String]>,
 }
 
 /// How often the rate limiters forget their stale keys.

@@ -131,6 +131,10 @@ pub struct CreateCase {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     clinic_id: Option<OrgId>,
+    /// `shown_and_kept`: the client warned that the label looks like a patient's name and the
+    /// user kept it (audited as `case.label_warning`, without the label).
+    #[serde(default)]
+    label_warning: Option<super::labels::LabelWarning>,
 }
 
 /// Open a case (doctors). It starts as a draft the lab cannot see until it is submitted.
@@ -139,6 +143,7 @@ pub struct CreateCase {
         (status = 403, description = "forbidden: not a doctor"), (status = 409), (status = 422)), security(("bearer" = [])))]
 pub async fn create(
     caller: Caller,
+    ip: super::ClientIp,
     app: web::Data<AppState>,
     body: web::Json<CreateCase>,
 ) -> Result<HttpResponse, ApiError> {
@@ -203,6 +208,9 @@ pub async fn create(
         })?;
     app.registry.hubs().publish_board(clinic, &state.summary(today_utc()));
     tracing::info!(case = %case_id, user = %caller.user_id, "case created");
+    if body.label_warning.is_some() {
+        super::labels::record_kept(&app, caller.user_id, ip.0, clinic, case_id, "create").await?;
+    }
     Ok(HttpResponse::Created().json(view(&app, caller.user_id, case_id).await?))
 }
 
@@ -239,6 +247,10 @@ pub struct PatchCase {
     #[serde(default, with = "articula_protocol::double_option")]
     #[schema(value_type = Option<String>)]
     lab_id: Option<Option<OrgId>>,
+    /// `shown_and_kept`: the client warned that the new label looks like a patient's name and the
+    /// user kept it (audited as `case.label_warning`, without the label).
+    #[serde(default)]
+    label_warning: Option<super::labels::LabelWarning>,
 }
 
 /// Change label, due date or lab routing (through the case's actor, like every change).
@@ -253,11 +265,12 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let case_id = id.into_inner();
     require_access(&app, caller.user_id, case_id).await?;
-    let who = principal(&app, caller.user_id).await?.from_ip(ip.0);
+    let who = principal(&app, caller.user_id).await?.from_ip(ip.0.clone());
     let body = body.into_inner();
     if let Some(Some(lab)) = body.lab_id {
         ensure_lab(&app, lab).await?;
     }
+    let warned = body.label_warning.is_some() && body.label.is_some();
     let cmd = CaseCommand::UpdateCase(UpdateCase {
         case_id,
         label: body.label,
@@ -265,7 +278,11 @@ pub async fn update(
         lab_id: body.lab_id,
     });
     app.registry.command(case_id, Command { who, client_id: None, body: cmd }).await?;
-    Ok(HttpResponse::Ok().json(view(&app, caller.user_id, case_id).await?))
+    let case = view(&app, caller.user_id, case_id).await?;
+    if warned {
+        super::labels::record_kept(&app, caller.user_id, ip.0, case.clinic_id, case_id, "update").await?;
+    }
+    Ok(HttpResponse::Ok().json(case))
 }
 
 /// A status change.

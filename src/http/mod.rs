@@ -8,6 +8,7 @@ pub mod files;
 pub mod grants;
 pub mod headers;
 pub mod health;
+pub mod labels;
 pub mod notices;
 pub mod openapi;
 pub mod orgs;
@@ -114,6 +115,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
                 .configure(cases::routes)
                 .configure(files::routes)
                 .configure(grants::routes)
+                .configure(labels::routes)
                 .configure(orgs::routes)
                 .configure(notices::routes)
                 .configure(audit::routes)

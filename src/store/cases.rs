@@ -224,8 +224,8 @@ impl Db {
         let now = now_sql(self);
         with_db!(self, pool => {
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT g.user_id, u.name, g.capabilities, g.until, g.support, g.given_by, g.given_at
-                 FROM case_grants g JOIN users u ON u.id = g.user_id
+                "SELECT g.user_id, u.name, g.capabilities, g.until, g.support, g.given_by, b.name AS given_by_name, g.given_at
+                 FROM case_grants g JOIN users u ON u.id = g.user_id LEFT JOIN users b ON b.id = g.given_by
                  WHERE g.case_id = $1 AND (g.until IS NULL OR g.until > {now}) ORDER BY u.name"
             )))
             .bind(case.to_string()).fetch_all(pool).await?
@@ -239,11 +239,59 @@ impl Db {
                     until: r.try_get("until")?,
                     support: r.try_get("support")?,
                     given_by: r.try_get("given_by")?,
+                    given_by_name: r.try_get("given_by_name")?,
                     given_at: r.try_get("given_at")?,
                 })
             })
             .collect()
         })
+    }
+
+    /// The case's clinic, lab and doctor, if it exists.
+    pub async fn case_parties(&self, case: CaseId) -> Result<Option<(OrgId, Option<OrgId>, UserId)>, StoreError> {
+        let row: Option<(String, Option<String>, String)> = with_db!(self, pool => {
+            match sqlx::query("SELECT clinic_id, lab_id, doctor_id FROM cases WHERE id = $1")
+                .bind(case.to_string()).fetch_optional(pool).await?
+            {
+                Some(r) => Some((r.try_get("clinic_id")?, r.try_get("lab_id")?, r.try_get("doctor_id")?)),
+                None => None,
+            }
+        });
+        row.map(|(clinic, lab, doctor)| {
+            Ok((parse(&clinic, "org id")?, lab.map(|l| parse(&l, "org id")).transpose()?, parse(&doctor, "user id")?))
+        })
+        .transpose()
+    }
+
+    /// Active members of these organisations, one row per role, by name: whom a grant may go to.
+    pub async fn org_people(
+        &self,
+        orgs: &[OrgId],
+    ) -> Result<Vec<crate::http::grants::Grantable>, StoreError> {
+        let mut out = Vec::new();
+        for org in orgs {
+            with_db!(self, pool => {
+                let rows = sqlx::query(
+                    "SELECT u.id, u.name, m.role, o.id AS org_id, o.name AS org_name FROM memberships m
+                       JOIN users u ON u.id = m.user_id AND u.status = 'active'
+                       JOIN orgs o ON o.id = m.org_id
+                     WHERE m.org_id = $1 AND m.revoked_at IS NULL ORDER BY u.name, m.role",
+                )
+                .bind(org.to_string()).fetch_all(pool).await?;
+                for r in &rows {
+                    let id: String = r.try_get("id")?;
+                    let org_id: String = r.try_get("org_id")?;
+                    out.push(crate::http::grants::Grantable {
+                        user_id: parse(&id, "user id")?,
+                        name: r.try_get("name")?,
+                        role: Some(r.try_get("role")?),
+                        org_id: Some(parse(&org_id, "org id")?),
+                        org_name: Some(r.try_get("org_name")?),
+                    });
+                }
+            });
+        }
+        Ok(out)
     }
 
     /// Everyone who can see a case (its doctor, the clinic's admins, the lab's members once the

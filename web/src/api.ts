@@ -144,10 +144,22 @@ export const listCases = (f: CaseFilters = {}) =>
   request<CaseView[]>('GET', `/cases${query({ ...f, limit: '500' })}`);
 export const getCase = (id: string) => request<CaseView>('GET', `/cases/${encodeURIComponent(id)}`);
 /** `id` (a UUID chosen by the client) makes creation idempotent: a retry returns the same case. */
-export const createCase = (body: { id?: string; label: string; due_date?: string; lab_id?: string }) =>
-  request<CaseView>('POST', '/cases', { body });
-export const patchCase = (id: string, body: { label?: string; due_date?: string | null; lab_id?: string | null }) =>
-  request<CaseView>('PATCH', `/cases/${encodeURIComponent(id)}`, { body });
+/** `label_warning: 'shown_and_kept'`: the user saw the "looks like a patient's name" warning and
+ * kept the label (the server audits that, without the label). */
+export type LabelWarning = 'shown_and_kept';
+export const createCase = (body: {
+  id?: string;
+  label: string;
+  due_date?: string;
+  lab_id?: string;
+  label_warning?: LabelWarning;
+}) => request<CaseView>('POST', '/cases', { body });
+export const patchCase = (
+  id: string,
+  body: { label?: string; due_date?: string | null; lab_id?: string | null; label_warning?: LabelWarning },
+) => request<CaseView>('PATCH', `/cases/${encodeURIComponent(id)}`, { body });
+/** The operator's list of names a label is matched against (lower case). */
+export const labelNames = () => request<{ names: string[] }>('GET', '/label-names');
 export const rxHistory = (id: string) =>
   request<{ events: CaseEvent[] }>('GET', `/cases/${encodeURIComponent(id)}/rx/history`);
 export const approvals = (id: string) =>
@@ -155,6 +167,44 @@ export const approvals = (id: string) =>
 
 export const participants = (id: string) =>
   request<Participant[]>('GET', `/cases/${encodeURIComponent(id)}/participants`);
+
+// ---- per-case grants (src/http/grants.rs) ----
+
+export type Capability = 'view' | 'chat' | 'upload' | 'edit_rx' | 'approve' | 'manage';
+
+/** A grant in force. */
+export interface GrantView {
+  user_id: string;
+  name: string;
+  capabilities: Capability[];
+  /** ms; null: until revoked. */
+  until: number | null;
+  support: boolean;
+  given_by: string;
+  given_by_name: string | null;
+  given_at: number;
+}
+
+/** Someone a grant may go to (one of their roles), or a support account found by e-mail. */
+export interface Grantable {
+  user_id: string;
+  name: string;
+  role: Role | null;
+  org_id: string | null;
+  org_name: string | null;
+}
+
+const grantsPath = (id: string) => `/cases/${encodeURIComponent(id)}/grants`;
+export const grants = (id: string) => request<GrantView[]>('GET', grantsPath(id));
+export const giveGrant = (
+  id: string,
+  userId: string,
+  body: { capabilities: Capability[]; until?: number; support?: boolean },
+) => request<GrantView[]>('PUT', `${grantsPath(id)}/${encodeURIComponent(userId)}`, { body });
+export const revokeGrant = (id: string, userId: string) =>
+  request<void>('DELETE', `${grantsPath(id)}/${encodeURIComponent(userId)}`);
+export const grantable = (id: string, email?: string) =>
+  request<Grantable[]>('GET', `/cases/${encodeURIComponent(id)}/grantable${query({ email })}`);
 
 // ---- files ----
 // Uploads go through tus (uploads.ts: tus-js-client at UPLOAD_ENDPOINT); every file of a case is

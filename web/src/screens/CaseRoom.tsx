@@ -2,14 +2,16 @@
 // Wide screens show the chat beside the selected panel; narrow ones show one tab at a time.
 
 import { useEffect, useState } from 'preact/hooks';
+import * as api from '../api';
 import { DueDate, StatusBadge } from '../components/CaseBits';
-import { caseAccess, type CaseAccess, type Me } from '../domain';
+import { caseAccess, hasRole, type CaseAccess, type Me } from '../domain';
 import { realtime } from '../live';
 import { navigate, search } from '../router';
 import { useMedia } from '../components/useMedia';
 import { room, type CaseRoom } from '../state/caseRoom';
 import { seeing } from '../state/inbox';
 import { labNames } from '../state/people';
+import { Access, SupportBanner } from './case/Access';
 import { Approvals } from './case/Approvals';
 import { Chat } from './case/Chat';
 import { Details } from './case/Details';
@@ -17,13 +19,14 @@ import { Files } from './case/Files';
 import { RxPanel } from './case/RxPanel';
 import { StatusControl } from './case/StatusControl';
 
-type Tab = 'chat' | 'files' | 'rx' | 'approvals' | 'details';
+type Tab = 'chat' | 'files' | 'rx' | 'approvals' | 'details' | 'access';
 const TABS: { key: Tab; title: string }[] = [
   { key: 'chat', title: 'Chat' },
   { key: 'files', title: 'Files' },
   { key: 'rx', title: 'Digital Rx' },
   { key: 'approvals', title: 'Approvals' },
   { key: 'details', title: 'Details' },
+  { key: 'access', title: 'People & access' },
 ];
 
 export function CaseRoomScreen({ id, user }: { id: string; user: Me }) {
@@ -54,6 +57,8 @@ export function CaseRoomScreen({ id, user }: { id: string; user: Me }) {
   const view = r.view.value;
 
   if (r.lost.value) {
+    // An owner of the case's clinic manages its access without seeing its content.
+    if (hasRole(user, 'owner')) return <OwnerAccess id={id} user={user} lost={r.lost.value} />;
     return (
       <section class="page">
         <h1 tabIndex={-1}>Case unavailable</h1>
@@ -76,12 +81,17 @@ export function CaseRoomScreen({ id, user }: { id: string; user: Me }) {
   }
 
   const access: CaseAccess = caseAccess(user, { doctor_id: s.doctorId, clinic_id: s.clinicId, lab_id: s.labId });
+  const grants = r.grants.value;
+  const owner = user.memberships.some((m) => m.org_id === s.clinicId && m.role === 'owner');
+  const mayManage =
+    access.doctor || owner || grants.some((g) => g.user_id === user.id && g.capabilities.includes('manage'));
   // Wide screens keep the chat in view and switch the panel beside it; narrow ones show one tab.
   const tabs = wide ? TABS.filter((t) => t.key !== 'chat') : TABS;
   const shown: Tab = wide && tab === 'chat' ? 'rx' : tab;
 
   return (
     <section class="room" aria-labelledby="case-title">
+      <SupportBanner grants={grants} me={user.id} />
       <header class="room-head">
         <div class="room-title">
           <a class="back" href="/cases" aria-label="Back to cases">
@@ -139,6 +149,17 @@ export function CaseRoomScreen({ id, user }: { id: string; user: Me }) {
             {shown === 'rx' && <RxPanel r={r} user={user} access={access} />}
             {shown === 'approvals' && <Approvals r={r} user={user} access={access} />}
             {shown === 'details' && <Details r={r} user={user} access={access} />}
+            {shown === 'access' && (
+              <Access
+                caseId={id}
+                user={user}
+                grants={grants}
+                reload={() => r.loadGrants()}
+                mayManage={mayManage}
+                owner={owner}
+                doctor={access.doctor}
+              />
+            )}
           </div>
         )}
       </div>
@@ -157,3 +178,37 @@ function Presence({ r, me }: { r: CaseRoom; me: string }) {
   );
 }
 
+
+/** An owner's view of a case they do not see: its grants, and giving or revoking them (the
+ * server lets owners of the case's clinic read the grants; anyone else gets `not_found`). */
+function OwnerAccess({ id, user, lost }: { id: string; user: Me; lost: string }) {
+  const [grants, setGrants] = useState<api.GrantView[] | null | 'none'>(null);
+  const load = () =>
+    api.grants(id).then(
+      (g) => setGrants(g),
+      () => setGrants('none'),
+    );
+  useEffect(() => {
+    void load();
+  }, [id]);
+  if (grants === null) return <p role="status">Loading…</p>;
+  if (grants === 'none') {
+    return (
+      <section class="page">
+        <h1 tabIndex={-1}>Case unavailable</h1>
+        <p>{lost}</p>
+        <p>
+          <a href="/cases">Back to the cases</a>
+        </p>
+      </section>
+    );
+  }
+  return (
+    <section class="page page-narrow">
+      <h1 tabIndex={-1}>Case access</h1>
+      <p class="muted">As an owner of the clinic you manage who may see this case; you do not see its content.</p>
+      <SupportBanner grants={grants} me={user.id} />
+      <Access caseId={id} user={user} grants={grants} reload={load} mayManage owner doctor={false} />
+    </section>
+  );
+}

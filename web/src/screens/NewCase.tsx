@@ -1,8 +1,9 @@
 // Doctors open cases: a de-identified label (no patient name), a due date and the lab.
 
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import * as api from '../api';
 import { errorText } from '../components/CaseBits';
+import { LabelWarning, loadLabelNames, needsWarning } from '../components/LabelWarning';
 import { hasRole, todayUtc, type Me, type Org } from '../domain';
 import { navigate } from '../router';
 import { learnLabs } from '../state/people';
@@ -14,10 +15,13 @@ export function NewCase({ user }: { user: Me }) {
   const [labs, setLabs] = useState<Org[]>([]);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  const [warning, setWarning] = useState(false);
+  const labelInput = useRef<HTMLInputElement>(null);
   // Chosen once per form: a retry after a lost answer returns the same case instead of a second one.
   const [caseId] = useState(() => crypto.randomUUID());
 
   useEffect(() => {
+    loadLabelNames();
     api.labs().then((l) => {
       setLabs(l);
       learnLabs(l);
@@ -35,6 +39,14 @@ export function NewCase({ user }: { user: Me }) {
 
   async function submit(e: Event) {
     e.preventDefault();
+    if (needsWarning(label.trim())) {
+      setWarning(true);
+      return;
+    }
+    await create(false);
+  }
+
+  async function create(kept: boolean) {
     setBusy(true);
     setError(null);
     try {
@@ -43,6 +55,7 @@ export function NewCase({ user }: { user: Me }) {
         label: label.trim(),
         ...(due ? { due_date: due } : {}),
         ...(lab ? { lab_id: lab } : {}),
+        ...(kept ? { label_warning: 'shown_and_kept' as const } : {}),
       });
       navigate(`/cases/${c.id}`);
     } catch (err) {
@@ -60,14 +73,29 @@ export function NewCase({ user }: { user: Me }) {
           <input
             required
             maxLength={200}
+            ref={labelInput}
             value={label}
-            onInput={(e) => setLabel(e.currentTarget.value)}
+            onInput={(e) => {
+              setLabel(e.currentTarget.value);
+              setWarning(false);
+            }}
             aria-describedby="label-help"
           />
           <small id="label-help" class="muted">
             For example “Crown 11 — shade A2”. No patient name is needed.
           </small>
         </label>
+        {warning && (
+          <LabelWarning
+            busy={busy}
+            onChange={() => {
+              setWarning(false);
+              labelInput.current?.focus();
+              labelInput.current?.select();
+            }}
+            onKeep={() => void create(true)}
+          />
+        )}
         <label class="field">
           <span>Due date</span>
           <input type="date" min={todayUtc()} value={due} onInput={(e) => setDue(e.currentTarget.value)} />
@@ -88,7 +116,7 @@ export function NewCase({ user }: { user: Me }) {
           </p>
         )}
         <div class="actions">
-          <button type="submit" class="btn btn-primary" disabled={busy || !label.trim()}>
+          <button type="submit" class="btn btn-primary" disabled={busy || warning || !label.trim()}>
             {busy ? 'Creating…' : 'Create case'}
           </button>
           <a class="btn btn-quiet" href="/cases">

@@ -44,9 +44,14 @@ export class CaseRoom {
   /** Seq of the last Rx-related event seen, so open Rx/approval panels know to refetch. */
   readonly rxRev = signal(0);
   readonly approvalsRev = signal(0);
+  /** The grants in force (`GET /cases/{id}/grants`), reloaded after grant events; expired ones
+   * drop out at their `until` even before the server's `grant_expired` arrives. */
+  readonly grants = signal<api.GrantView[]>([]);
 
   private head = 0;
   private flushQueued = false;
+  private grantsStale = false;
+  private grantsTimer: ReturnType<typeof setTimeout> | undefined;
   private typingTimer: ReturnType<typeof setTimeout> | undefined;
   private unsubscribe: (() => void) | null = null;
   private attached = 0;
@@ -86,6 +91,7 @@ export class CaseRoom {
     this.unsubscribe = null;
     this.presence.value = [];
     this.typing.value = {};
+    clearTimeout(this.grantsTimer);
   }
 
   async loadView() {
@@ -97,6 +103,27 @@ export class CaseRoom {
       if (e instanceof api.ApiError && e.status === 404) this.lost.value = 'This case does not exist or you may not see it.';
     }
     void this.loadParticipants();
+    void this.loadGrants();
+  }
+
+  async loadGrants() {
+    this.grantsStale = false;
+    try {
+      const list = await api.grants(this.id);
+      for (const g of list) learn(g.user_id, g.name);
+      this.setGrants(list);
+    } catch {
+      /* the case was lost (shown by `lost`), or the network: the next event asks again */
+    }
+  }
+
+  private setGrants(list: api.GrantView[]) {
+    const now = Date.now();
+    const live = list.filter((g) => g.until === null || g.until > now);
+    this.grants.value = live;
+    clearTimeout(this.grantsTimer);
+    const next = Math.min(...live.map((g) => g.until ?? Infinity));
+    if (next !== Infinity) this.grantsTimer = setTimeout(() => this.setGrants(this.grants.value), Math.max(0, next - now) + 50);
   }
 
   private participantsAt = 0;
@@ -119,6 +146,7 @@ export class CaseRoom {
     if (ev.kind.startsWith('rx_')) this.rxRev.value = ev.seq;
     if (ev.kind.startsWith('approval_') || ev.data?.voided_approvals?.length) this.approvalsRev.value = ev.seq;
     if (ev.kind === 'case_updated') void this.loadView(); // lab name may have changed
+    if (ev.kind.startsWith('grant_')) this.grantsStale = true;
     // A backlog (the whole log on first open, the missed events after a reconnect) is published
     // once complete, not frame by frame; live events at once.
     if ((this.state?.seq ?? 0) >= this.head) this.scheduleFlush();
@@ -139,6 +167,7 @@ export class CaseRoom {
       this.outbox.value = box.filter((o) => o.seq === null || o.seq > seq);
     }
     this.checkLoaded();
+    if (this.grantsStale) void this.loadGrants();
     this.rev.value++;
   }
 

@@ -1,9 +1,10 @@
 // The case's details: label and due date (clinic side), lab routing (clinic admins until the
 // lab has received the case; the doctor while it is their draft). Changes go through the socket (`update_case`), like every change.
 
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import * as api from '../../api';
 import { errorText } from '../../components/CaseBits';
+import { LabelWarning, loadLabelNames, needsWarning } from '../../components/LabelWarning';
 import { clinicSide, formatDue, formatTime, STATUS_LABEL, type CaseAccess, type Me, type Org } from '../../domain';
 import type { CaseRoom } from '../../state/caseRoom';
 import { labNames, learnLabs } from '../../state/people';
@@ -22,6 +23,11 @@ export function Details({ r, user, access }: { r: CaseRoom; user: Me; access: Ca
   const [labs, setLabs] = useState<Org[]>([]);
   const [busy, setBusy] = useState(false);
   const [message, setMessage] = useState<{ ok: boolean; text: string } | null>(null);
+  const [warning, setWarning] = useState(false);
+  const labelInput = useRef<HTMLInputElement>(null);
+  useEffect(() => {
+    if (mayEdit) loadLabelNames();
+  }, [mayEdit]);
 
   // Follow changes made by others while the form is untouched.
   useEffect(() => setLabel(s.label), [s.label]);
@@ -45,10 +51,21 @@ export function Details({ r, user, access }: { r: CaseRoom; user: Me; access: Ca
       setMessage({ ok: true, text: 'Nothing to change.' });
       return;
     }
+    if (fields.label !== undefined && needsWarning(fields.label)) {
+      setWarning(true);
+      return;
+    }
+    await save(fields, false);
+  }
+
+  async function save(fields: { label?: string; due_date?: string | null; lab_id?: string | null }, kept: boolean) {
     setBusy(true);
     setMessage(null);
+    setWarning(false);
     try {
-      await r.updateCase(fields);
+      // Kept after the warning: through REST, which records that in the audit; else the socket.
+      if (kept) await api.patchCase(r.id, { ...fields, label_warning: 'shown_and_kept' });
+      else await r.updateCase(fields);
       setMessage({ ok: true, text: 'Saved.' });
     } catch (err) {
       setMessage({ ok: false, text: errorText(err) });
@@ -80,8 +97,33 @@ export function Details({ r, user, access }: { r: CaseRoom; user: Me; access: Ca
         <form class="stack" onSubmit={submit}>
           <label class="field">
             <span>Label</span>
-            <input required maxLength={200} value={label} onInput={(e) => setLabel(e.currentTarget.value)} />
+            <input
+              required
+              maxLength={200}
+              ref={labelInput}
+              value={label}
+              onInput={(e) => {
+                setLabel(e.currentTarget.value);
+                setWarning(false);
+              }}
+            />
           </label>
+          {warning && (
+            <LabelWarning
+              busy={busy}
+              onChange={() => {
+                setWarning(false);
+                labelInput.current?.focus();
+                labelInput.current?.select();
+              }}
+              onKeep={() => {
+                const fields: { label?: string; due_date?: string | null; lab_id?: string | null } = { label: label.trim() };
+                if ((due || null) !== s.dueDate) fields.due_date = due || null;
+                if (mayRoute && (lab || null) !== s.labId) fields.lab_id = lab || null;
+                void save(fields, true);
+              }}
+            />
+          )}
           <label class="field">
             <span>Due date</span>
             <input type="date" value={due} onInput={(e) => setDue(e.currentTarget.value)} />
