@@ -16,7 +16,9 @@ use crate::state::AppState;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/cases/{id}/grants").route(web::get().to(list)))
         .service(
-            resource("/cases/{id}/grants/{user_id}").route(web::put().to(give)).route(web::delete().to(revoke)),
+            resource("/cases/{id}/grants/{user_id}")
+                .route(web::put().to(give))
+                .route(web::delete().to(revoke)),
         )
         .service(resource("/cases/{id}/grantable").route(web::get().to(grantable)));
 }
@@ -163,7 +165,8 @@ pub async fn grantable(
     let Some((clinic, lab, doctor)) = app.db.case_parties(case_id).await? else {
         return Err(ApiError::not_found("case"));
     };
-    let owner = app.db.memberships(caller.user_id).await?.iter().any(|m| m.org_id == clinic && m.role == Role::Owner);
+    let owner =
+        app.db.memberships(caller.user_id).await?.iter().any(|m| m.org_id == clinic && m.role == Role::Owner);
     let access = app.db.case_access(caller.user_id, case_id).await?;
     if access.is_none() && !owner {
         return Err(ApiError::not_found("case"));

@@ -248,7 +248,10 @@ impl Db {
     }
 
     /// The case's clinic, lab and doctor, if it exists.
-    pub async fn case_parties(&self, case: CaseId) -> Result<Option<(OrgId, Option<OrgId>, UserId)>, StoreError> {
+    pub async fn case_parties(
+        &self,
+        case: CaseId,
+    ) -> Result<Option<(OrgId, Option<OrgId>, UserId)>, StoreError> {
         let row: Option<(String, Option<String>, String)> = with_db!(self, pool => {
             match sqlx::query("SELECT clinic_id, lab_id, doctor_id FROM cases WHERE id = $1")
                 .bind(case.to_string()).fetch_optional(pool).await?
@@ -258,7 +261,11 @@ impl Db {
             }
         });
         row.map(|(clinic, lab, doctor)| {
-            Ok((parse(&clinic, "org id")?, lab.map(|l| parse(&l, "org id")).transpose()?, parse(&doctor, "user id")?))
+            Ok((
+                parse(&clinic, "org id")?,
+                lab.map(|l| parse(&l, "org id")).transpose()?,
+                parse(&doctor, "user id")?,
+            ))
         })
         .transpose()
     }

@@ -7,8 +7,8 @@ use articula_protocol::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::{both_backends, both_backends_with};
 use crate::helpers::*;
+use crate::{both_backends, both_backends_with};
 
 both_backends!(
     a_grant_opens_a_case_to_a_colleague_and_revoking_it_closes_it_at_once,
@@ -249,7 +249,8 @@ async fn grantable_lists_the_clinic_and_lab_people_to_those_who_manage_grants(ap
     for who in [&w.doctor, &w.foreign_doctor, &w.foreign_tech, &support] {
         assert!(!ids.contains(&who.user_id.to_string().as_str()), "{} listed: {people}", who.email);
     }
-    let tech = people.as_array().unwrap().iter().find(|p| p["user_id"] == w.tech.user_id.to_string()).unwrap();
+    let tech =
+        people.as_array().unwrap().iter().find(|p| p["user_id"] == w.tech.user_id.to_string()).unwrap();
     assert_eq!(tech["role"], "lab_tech");
     assert_eq!(tech["org_id"], w.lab.to_string());
     assert_eq!(tech["org_name"], "Precise Lab");
@@ -270,8 +271,11 @@ async fn grantable_lists_the_clinic_and_lab_people_to_those_who_manage_grants(ap
     assert_eq!(app.get(&path, &w.doctor2).await.status(), StatusCode::OK);
     // The support account, by e-mail: owners only.
     let found = app.get_json(&format!("{path}?email=Help@Vendor.test"), &w.owner).await;
-    assert_eq!(found, json!([{"user_id": support.user_id.to_string(), "name": "help@vendor.test",
-        "role": null, "org_id": null, "org_name": null}]));
+    assert_eq!(
+        found,
+        json!([{"user_id": support.user_id.to_string(), "name": "help@vendor.test",
+        "role": null, "org_id": null, "org_name": null}])
+    );
     assert_eq!(app.get_json(&format!("{path}?email=nobody@vendor.test"), &w.owner).await, json!([]));
     let r = app.get(&format!("{path}?email=help@vendor.test"), &w.doctor).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
@@ -341,7 +345,8 @@ async fn a_label_kept_after_the_name_warning_is_audited_without_the_label(app: T
     assert_eq!(leaks, 0);
     // An unknown value is refused and creates nothing.
     let before = app.count("SELECT COUNT(*) FROM cases").await;
-    let r = app.post("/api/v1/cases", &w.doctor, json!({"label": "Ana Ruiz", "label_warning": "ignored"})).await;
+    let r =
+        app.post("/api/v1/cases", &w.doctor, json!({"label": "Ana Ruiz", "label_warning": "ignored"})).await;
     assert_eq!(r.status().as_u16() / 100, 4, "{}", r.status());
     assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, before);
 }

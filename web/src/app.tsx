@@ -27,13 +27,17 @@ export function App() {
   const user = me.value;
   const p = path.value;
 
-  // The socket lives while someone who sees cases is signed in.
+  // The socket lives while someone who sees cases is signed in, and for a case opened by someone
+  // whose roles see none (a support account with support access; an owner managing access).
+  const caseLink = p !== '/cases/new' && match('/cases/:id', p) !== null;
   useEffect(() => {
     if (user && hasCaseRole(user)) {
       realtime.start();
       startInbox(realtime);
+    } else if (user && caseLink) {
+      realtime.start();
     }
-  }, [user]);
+  }, [user, caseLink]);
 
   if (booting.value) {
     return (
@@ -79,7 +83,13 @@ export function App() {
 
 function Route({ user, p }: { user: Me; p: string }) {
   if (p === '/account') return <Account />;
-  if (!hasCaseRole(user)) return <Governance user={user} />;
+  if (!hasCaseRole(user)) {
+    // A case link still opens: with support access it shows the case, to an owner of its
+    // clinic its access (CaseRoom), to anyone else "Case unavailable".
+    const link = p !== '/cases/new' ? match('/cases/:id', p) : null;
+    if (link) return <CaseRoomScreen key={link.id} id={link.id} user={user} />;
+    return <Governance user={user} />;
+  }
   if (p === '/governance') return <Governance user={user} />;
   if (p === '/cases') return <CaseList user={user} />;
   if (p === '/cases/new') return <NewCase user={user} />;

@@ -174,10 +174,17 @@ export interface CaseAccess {
   clinicAdmin: boolean;
   labTech: boolean;
   labAdmin: boolean;
+  /** What a per-case grant in force adds (`view`, `chat`, `upload`, `edit_rx`, `approve`, `manage`). */
+  granted?: string[];
 }
 
-/** Mirrors the server's visibility rule: computed from memberships, never trusted for security. */
-export function caseAccess(me: Me, c: { doctor_id: string; clinic_id: string; lab_id: string | null }): CaseAccess {
+/** Mirrors the server's visibility rule: computed from memberships (and the caller's grant on
+ * the case, if any), never trusted for security. */
+export function caseAccess(
+  me: Me,
+  c: { doctor_id: string; clinic_id: string; lab_id: string | null },
+  granted: string[] = [],
+): CaseAccess {
   const has = (org: string | null, role: Role) =>
     org !== null && me.memberships.some((m) => m.org_id === org && m.role === role);
   return {
@@ -185,8 +192,20 @@ export function caseAccess(me: Me, c: { doctor_id: string; clinic_id: string; la
     clinicAdmin: has(c.clinic_id, 'clinic_admin'),
     labTech: has(c.lab_id, 'lab_tech'),
     labAdmin: has(c.lab_id, 'lab_admin'),
+    granted,
   };
 }
+
+const member = (a: CaseAccess) => a.doctor || a.clinicAdmin || a.labTech || a.labAdmin;
+const grants = (a: CaseAccess, cap: string) => a.granted?.includes(cap) ?? false;
+/** May chat: every role that sees the case, or a grant of `chat` (actors/src/policy.rs). */
+export const mayChat = (a: CaseAccess) => member(a) || grants(a, 'chat');
+/** May add files: every role that sees the case, or a grant of `upload`. */
+export const mayAddFiles = (a: CaseAccess) => member(a) || grants(a, 'upload');
+/** May edit and sign the Rx and decide proposals: the case's doctor, or a grant of `edit_rx`. */
+export const mayPrescribe = (a: CaseAccess) => a.doctor || grants(a, 'edit_rx');
+/** May approve or reject designs: the case's doctor, or a grant of `approve`. */
+export const mayApprove = (a: CaseAccess) => a.doctor || grants(a, 'approve');
 
 export const clinicSide = (a: CaseAccess) => a.doctor || a.clinicAdmin;
 export const labSide = (a: CaseAccess) => a.labTech || a.labAdmin;

@@ -175,6 +175,7 @@ export const PORTAL_OF = {
   'auditor@demo.test': 'clinic',
   'tech@demo.test': 'lab',
   'labadmin@demo.test': 'lab',
+  'support@demo.test': 'clinic',
 };
 
 /** Signs in through the sign-in page, as a person would, and waits for the app shell. */

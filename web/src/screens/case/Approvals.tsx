@@ -6,7 +6,7 @@ import { useEffect, useState } from 'preact/hooks';
 import * as api from '../../api';
 import { errorText } from '../../components/CaseBits';
 import { MeshViewer } from '../../components/MeshViewer';
-import { formatTime, labSide, type ApprovalView, type CaseAccess, type Me } from '../../domain';
+import { formatTime, labSide, mayApprove, type ApprovalView, type CaseAccess, type Me } from '../../domain';
 import type { CaseRoom } from '../../state/caseRoom';
 
 const STATUS_TEXT: Record<ApprovalView['status'], string> = {
@@ -114,7 +114,7 @@ function ApprovalItem({ a, r, user, access }: { a: ApprovalView; r: CaseRoom; us
           </button>
         </div>
       )}
-      {a.status === 'pending' && access.doctor && (
+      {a.status === 'pending' && mayApprove(access) && (
         <div class="decide">
           {rejecting && (
             <label class="field">

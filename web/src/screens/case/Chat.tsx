@@ -11,7 +11,7 @@ import { Fragment, type ComponentChildren } from 'preact';
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { errorText } from '../../components/CaseBits';
 import { AudioPlayer } from '../../components/FilePreview';
-import { displayValue, fieldLabel, formatDue, formatSize, formatTime, KIND_LABEL, STATUS_LABEL, type CaseAccess, type CaseStatus, type Me } from '../../domain';
+import { displayValue, fieldLabel, formatDue, formatSize, formatTime, KIND_LABEL, mayChat, STATUS_LABEL, type CaseAccess, type CaseStatus, type Me } from '../../domain';
 import { describeProgress, dismiss, uploads } from '../../files/uploads';
 import { navigate } from '../../router';
 import type { CaseFile, CaseState, Message, Note } from '../../state/caseFold';
@@ -137,12 +137,8 @@ export function Chat({ r, user, access }: { r: CaseRoom; user: Me; access: CaseA
           ''
         )}
       </p>
-      {mayUpload(access) ? (
-        <>
-          <VoiceUploads r={r} />
-          <Composer r={r} />
-        </>
-      ) : null}
+      {mayUpload(access) && <VoiceUploads r={r} />}
+      {mayChat(access) && <Composer r={r} />}
     </div>
   );
 }

@@ -11,6 +11,7 @@ import {
   KIND_ACCEPTS,
   KIND_LABEL,
   labSide,
+  mayAddFiles,
   previewKind,
   type CaseAccess,
   type FileKind,
@@ -35,7 +36,7 @@ import { search } from '../../router';
 import type { CaseFile } from '../../state/caseFold';
 import type { CaseRoom } from '../../state/caseRoom';
 
-export const mayUpload = (a: CaseAccess) => a.doctor || a.clinicAdmin || a.labTech || a.labAdmin;
+export const mayUpload = (a: CaseAccess) => mayAddFiles(a);
 
 export function Files({ r, user, access }: { r: CaseRoom; user: Me; access: CaseAccess }) {
   r.rev.value;

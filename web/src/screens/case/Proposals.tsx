@@ -3,7 +3,7 @@
 
 import { useState } from 'preact/hooks';
 import { errorText } from '../../components/CaseBits';
-import { displayValue, fieldLabel, formatTime, labSide, type CaseAccess, type Me } from '../../domain';
+import { displayValue, fieldLabel, formatTime, labSide, mayPrescribe, type CaseAccess, type Me } from '../../domain';
 import { CommandError } from '../../realtime';
 import type { Proposal } from '../../state/caseFold';
 import type { CaseRoom } from '../../state/caseRoom';
@@ -77,7 +77,7 @@ function ProposalItem({ p, r, user, access }: { p: Proposal; r: CaseRoom; user: 
       </ul>
       {p.note && <p class="quote">“{p.note}”</p>}
       {p.comment && <p class="quote">Doctor: “{p.comment}”</p>}
-      {p.status === 'open' && access.doctor && (
+      {p.status === 'open' && mayPrescribe(access) && (
         <div class="decide">
           <label class="field">
             <span>Comment (optional)</span>
@@ -93,7 +93,7 @@ function ProposalItem({ p, r, user, access }: { p: Proposal; r: CaseRoom; user: 
           </div>
         </div>
       )}
-      {p.status === 'open' && !access.doctor && labSide(access) && <p class="muted small">Waiting for the doctor.</p>}
+      {p.status === 'open' && !mayPrescribe(access) && labSide(access) && <p class="muted small">Waiting for the doctor.</p>}
       {error && (
         <p class="error small" role="alert">
           {error}

@@ -21,6 +21,7 @@ import {
   labSide,
   type CaseAccess,
   type Me,
+  mayPrescribe,
   type RxChange,
   type RxConflict,
   type ToothAttribute,
@@ -64,8 +65,8 @@ export function RxPanel({ r, user, access }: { r: CaseRoom; user: Me; access: Ca
   const [done, setDone] = useState<string | null>(null);
   const [showHistory, setShowHistory] = useState(false);
 
-  const mayEdit = access.doctor;
-  const mayPropose = !access.doctor && labSide(access);
+  const mayEdit = mayPrescribe(access);
+  const mayPropose = !mayEdit && labSide(access);
   const editable = (mayEdit || mayPropose) && s.status !== 'closed' && s.status !== 'cancelled';
 
   const saved = (field: string) => s.rx[field]?.value ?? null;
