@@ -544,6 +544,18 @@ mod tests {
     }
 
     #[test]
+    fn the_label_name_list_must_be_a_readable_file() {
+        let s = Settings { label_name_list: Some("/nonexistent/names.txt".into()), ..Default::default() };
+        let err = s.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("ARTICULA_LABEL_NAME_LIST"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("names.txt");
+        std::fs::write(&path, "José\n# a comment\n\n  van  der Berg\njosé\n").unwrap();
+        let s = Settings { label_name_list: Some(path), ..Default::default() };
+        assert_eq!(s.label_names().unwrap(), ["josé", "van der berg"]);
+    }
+
+    #[test]
     fn the_security_contact_is_a_uri() {
         for bad_contact in ["security@example.org", "mailto:a b@example.org", "http://example.org/report"] {
             let s = Settings { security_contact: Some(bad_contact.into()), ..Default::default() };

@@ -36,9 +36,7 @@ pub struct LabelNames {
 #[utoipa::path(get, path = "/api/v1/label-names", tag = "cases",
     responses((status = 200, body = LabelNames)), security(("bearer" = [])))]
 pub async fn names(_caller: Caller, app: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header(("Cache-Control", "private, max-age=3600"))
-        .json(LabelNames { names: app.label_names.to_vec() })
+    HttpResponse::Ok().json(LabelNames { names: app.label_names.to_vec() })
 }
 
 /// Records that the warning was shown and the label kept (`case.label_warning`, in the clinic's
