@@ -191,6 +191,24 @@ test("a label that looks like a patient's name is warned about; Save anyway is r
   assert.equal((await kept).postDataJSON().label_warning, 'shown_and_kept');
   assert.equal((await answer).status(), 201);
   await page.getByRole('heading', { level: 1, name: 'Maria Lopez crown' }).waitFor();
+  const caseId = new URL(page.url()).pathname.split('/').pop();
+
+  // The clinic's auditor finds it in the audit log: who, which case, the choice — not the label.
+  const { page: auditor } = await env.page();
+  await signIn(auditor, 'auditor@demo.test');
+  const deadline = Date.now() + 15_000;
+  let entries = [];
+  while (entries.length === 0) {
+    assert.ok(Date.now() < deadline, 'the label warning was not audited');
+    const res = await auditor.request.get(`/api/v1/audit?action=case.label_warning&case=${caseId}`);
+    assert.equal(res.status(), 200);
+    entries = (await res.json()).entries;
+    // Polling the audit log (written by a background actor) until the entry is there.
+    if (!entries.length) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(entries.length, 1);
+  assert.deepEqual(JSON.parse(entries[0].details), { choice: 'shown_and_kept', on: 'create' });
+  assert.ok(!JSON.stringify(entries[0]).includes('Maria'), 'no label text in the audit');
 
   // In the details too.
   await page.getByRole('tab', { name: 'Details' }).click();
