@@ -273,3 +273,57 @@ export const publishNotice = (orgId: string, body: { title: string; body: string
   request<Notice>('POST', `${org(orgId)}/notices`, { body });
 export const myNotices = () => request<Notice[]>('GET', '/notices');
 export const ackNotice = (id: string) => request<void>('POST', `/notices/${encodeURIComponent(id)}/ack`);
+
+// ---- the audit log (owners and auditors; src/http/audit.rs) ----
+
+/** One entry of an organisation's audit chain. `details` is a JSON object in a string, exactly
+ * as hashed; it holds ids, counts and flags, never message or Rx text. */
+export interface AuditEntry {
+  n: number;
+  at: number;
+  org_id: string;
+  actor_id: string | null;
+  ip: string | null;
+  action: string;
+  target: string | null;
+  case_id: string | null;
+  details: string;
+  source: string;
+  prev_hash: string;
+  hash: string;
+}
+
+/** Filters of a read or an export: ids, an action prefix, times in ms (`until` exclusive). */
+export interface AuditQuery {
+  org_id?: string;
+  user?: string;
+  action?: string;
+  case?: string;
+  from?: number;
+  until?: number;
+}
+
+export type AuditVerify =
+  | { ok: true; entries: number; last_hash: string }
+  | { ok: false; broken: { n: number; reason: string } };
+
+const auditParams = (q: AuditQuery): Record<string, string | undefined> => ({
+  org_id: q.org_id,
+  user: q.user,
+  action: q.action,
+  case: q.case,
+  from: q.from === undefined ? undefined : String(q.from),
+  until: q.until === undefined ? undefined : String(q.until),
+});
+
+/** A page in chain order (oldest first); `next` is the `after` of the following page. */
+export const auditPage = (q: AuditQuery, after?: number, limit?: number) => {
+  const paging = { after: after === undefined ? undefined : String(after), limit: limit === undefined ? undefined : String(limit) };
+  return request<{ entries: AuditEntry[]; next: number | null }>('GET', `/audit${query({ ...auditParams(q), ...paging })}`);
+};
+
+/** The export's address: a plain GET the browser downloads (the cookie authenticates it). */
+export const auditExportUrl = (q: AuditQuery, format: 'csv' | 'jsonl') =>
+  `${BASE}/audit/export${query({ format, ...auditParams(q) })}`;
+
+export const auditVerify = (orgId: string) => request<AuditVerify>('GET', `/audit/verify${query({ org_id: orgId })}`);

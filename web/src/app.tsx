@@ -7,6 +7,7 @@ import { hasCaseRole, hasRole, type Me, type Portal } from './domain';
 import { realtime } from './live';
 import { match, navigate, onLinkClick, path, search } from './router';
 import { Account } from './screens/Account';
+import { AuditLog, readableOrgs } from './screens/AuditLog';
 import { Board } from './screens/Board';
 import { CaseList } from './screens/CaseList';
 import { CaseRoomScreen } from './screens/CaseRoom';
@@ -16,9 +17,10 @@ import { SignIn } from './screens/SignIn';
 import { booting, me, portal, signOut } from './session';
 import { startInbox } from './state/inbox';
 
-/** Clinic admins and lab staff start on their board; doctors on their cases. */
+/** Clinic admins and lab staff start on their board; doctors on their cases; auditors on the
+ * audit log; owners on their organisation. */
 function home(user: Me): string {
-  if (!hasCaseRole(user)) return '/governance';
+  if (!hasCaseRole(user)) return hasRole(user, 'owner') || !hasRole(user, 'auditor') ? '/governance' : '/audit';
   if (hasRole(user, 'clinic_admin') || hasRole(user, 'lab_tech') || hasRole(user, 'lab_admin')) return '/board';
   return '/cases';
 }
@@ -83,6 +85,8 @@ export function App() {
 
 function Route({ user, p }: { user: Me; p: string }) {
   if (p === '/account') return <Account />;
+  // Everyone may ask for it; only owners and auditors get the log (the others are told why).
+  if (p === '/audit') return <AuditLog user={user} />;
   if (!hasCaseRole(user)) {
     // A case link still opens: with support access it shows the case, to an owner of its
     // clinic its access (CaseRoom), to anyone else "Case unavailable".
@@ -145,6 +149,11 @@ function Header({ user }: { user: Me }) {
         {(!cases || hasRole(user, 'owner')) && (
           <a href="/governance" aria-current={current('/governance')}>
             Organisation
+          </a>
+        )}
+        {readableOrgs(user).length > 0 && (
+          <a href="/audit" aria-current={current('/audit')}>
+            Audit log
           </a>
         )}
         <a href="/account" aria-current={current('/account')}>

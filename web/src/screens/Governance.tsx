@@ -1,7 +1,6 @@
 // Owners and auditors see no case content (DESIGN §2). Owners manage their organisation here
-// (members, roles, sessions, incident notices: Organisation.tsx); the auditor's pages (the audit
-// log and its export) come with the rest of the governance capability — until then this page
-// says so, with no buttons that would do nothing.
+// (members, roles, sessions, incident notices: Organisation.tsx); owners and auditors read,
+// export and check the audit log on its own page (/audit: AuditLog.tsx).
 
 import { hasCaseRole, type Me } from '../domain';
 import { Organisation } from './Organisation';
@@ -26,8 +25,8 @@ export function Governance({ user }: { user: Me }) {
             ))}
           </ul>
           <p>
-            As an auditor you will read and export the audit log here. These pages arrive with Articula’s governance capability; they
-            are not available yet.
+            As an auditor you read, export and check the audit log of {audited.length === 1 ? 'this organisation' : 'these organisations'}:{' '}
+            <a href="/audit">open the audit log</a>.
           </p>
         </>
       )}

@@ -121,15 +121,21 @@ test('owners and auditors get a page without case content', async () => {
   for (const email of ['owner@demo.test', 'auditor@demo.test']) {
     const { page } = await env.page();
     await signIn(page, email);
-    await page.getByRole('heading', { name: 'Your organisation' }).waitFor();
-    if (email.startsWith('owner')) await page.getByRole('heading', { name: 'Members of Demo Clinic' }).waitFor();
-    else await page.getByText(/governance capability/).waitFor();
+    // Owners start on their organisation, auditors on the audit log (ids and flags, no content).
+    if (email.startsWith('owner')) {
+      await page.getByRole('heading', { name: 'Your organisation' }).waitFor();
+      await page.getByRole('heading', { name: 'Members of Demo Clinic' }).waitFor();
+    } else {
+      await page.getByRole('heading', { level: 1, name: 'Audit log' }).waitFor();
+      await page.getByTestId('audit-count').waitFor();
+    }
     assert.equal(await page.getByRole('link', { name: 'Cases' }).count(), 0);
     assert.equal(await page.getByRole('link', { name: 'Board' }).count(), 0);
     // Case pages are not theirs either.
     await page.goto('/cases');
     await page.getByRole('heading', { name: 'Your organisation' }).waitFor();
     if (email.startsWith('owner')) await screenshot(page, 'governance-owner-desktop');
+    else await page.getByRole('link', { name: 'open the audit log' }).waitFor();
   }
   env.assertNoProblems();
 });
