@@ -65,7 +65,7 @@ test('the owner reads, filters, pages, exports and verifies the audit log', asyn
   await openCase(doctor, CASE);
   const box = doctor.getByLabel('Message', { exact: true });
   await box.fill(SECRET);
-  await box.press('Enter');
+  await doctor.getByRole('button', { name: 'Send' }).click();
   await doctor.locator('.msg-own', { hasText: SECRET }).waitFor();
 
   const { page: owner } = await env.page(DESKTOP);
