@@ -29,6 +29,7 @@ export const ACTION_LABEL: Record<string, string> = {
   'case.grant_given': 'Case access granted',
   'case.grant_revoked': 'Case access revoked',
   'case.grant_expired': 'Case access expired',
+  'case.label_warning': 'Case label kept despite the patient-name warning',
   'file.link_issued': 'Download link issued',
   'file.download': 'File downloaded',
   'membership.granted': 'Role granted',
@@ -68,6 +69,7 @@ export function actionText(action: string, details: Record<string, unknown> = {}
   if (action === 'case.approval_decided' && typeof details.decision === 'string') return `${base}: ${details.decision}`;
   if (action === 'case.rx_proposal_decided' && typeof details.accepted === 'boolean')
     return `${base}: ${details.accepted ? 'accepted' : 'declined'}`;
+  if (action === 'case.grant_given' && details.support === true) return 'Support access granted';
   if (action === 'audit.verify' && typeof details.ok === 'boolean') return `${base}: ${details.ok ? 'intact' : 'broken'}`;
   return base;
 }
