@@ -251,7 +251,19 @@ pub async fn refresh(
         }
     };
     let ip = super::client_ip(&req, app.settings.trust_proxy).to_string();
-    let issued = app.auth.refresh(&token, Some(ip)).await?;
+    let issued = match app.auth.refresh(&token, Some(ip)).await {
+        Ok(issued) => issued,
+        // The session is over (ended, revoked, expired, token reused): a browser's cookies of it
+        // go with the refusal, so that no page keeps presenting them — also when the answer that
+        // would have cleared them (a sign-out interrupted by the page's own navigation) was lost.
+        Err(e)
+            if mode == TokenMode::Cookie
+                && crate::error::status_for(e.code) == actix_web::http::StatusCode::UNAUTHORIZED =>
+        {
+            return Ok(clear_cookies(HttpResponse::Unauthorized()).json(e.body()));
+        }
+        Err(e) => return Err(e),
+    };
     issued_response(&app, issued, mode).await
 }
 

@@ -784,6 +784,13 @@ impl WsSession {
                         s.visibility = sub.visibility;
                         s.access = sub.access;
                     }
+                    // Presence and read receipts are not in the log: those broadcast while the
+                    // socket read pages were not on its live stream. Who is here and the read
+                    // marks as they are now make up for them.
+                    act.send(ServerBody::Presence(Presence { case_id, users: sub.present }));
+                    for (user_id, seq) in sub.reads {
+                        act.send(ServerBody::Receipt(Receipt { case_id, user_id, seq }));
+                    }
                     act.deliver_backlog(case_id, sub.backlog, sub.live, ctx);
                 }
                 Err(e) if e.code == ErrorCode::NotFound => act.lose(case_id, since),

@@ -15,6 +15,7 @@ both_backends!(
     sessions_are_listed_and_ended,
     inactivity_and_expiry_end_access,
     cookies_need_csrf_for_changes,
+    a_refused_cookie_refresh_clears_the_cookies,
     bad_and_forged_tokens_are_refused,
     invitations_set_a_password_once,
 );
@@ -250,6 +251,49 @@ async fn cookies_need_csrf_for_changes(app: TestApp) {
         browser.post(app.path("/api/v1/auth/logout")).header("x-csrf-token", &csrf).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(browser.get(app.path("/api/v1/me")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A browser whose session ended without its cookies being cleared (the sign-out's answer was
+/// lost: the page navigated away when its socket closed first) loses them at its next refresh.
+async fn a_refused_cookie_refresh_clears_the_cookies(app: TestApp) {
+    let clinic = app.org("C", OrgKind::Clinic).await;
+    app.user("doc@t.test", clinic, Role::Doctor).await;
+    let browser = client(&app.cert_pem, true);
+    let res = browser
+        .post(app.path("/api/v1/auth/login"))
+        .json(&json!({"email": "doc@t.test", "password": PASSWORD, "portal": "clinic", "mode": "cookie"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let csrf = res.json::<Value>().await.unwrap()["csrf_token"].as_str().unwrap().to_owned();
+    // The session ends elsewhere; the browser still holds its cookies.
+    let other = app.login("doc@t.test", "clinic").await;
+    assert_eq!(app.post("/api/v1/auth/logout-all", &other, json!({})).await.status(), StatusCode::OK);
+    let res =
+        browser.post(app.path("/api/v1/auth/refresh")).header("x-csrf-token", &csrf).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let cleared: Vec<String> = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .filter(|c| c.contains("Max-Age=0"))
+        .collect();
+    for name in ["__Host-articula_at=", "__Secure-articula_rt=", "__Host-articula_csrf="] {
+        assert!(cleared.iter().any(|c| c.starts_with(name)), "{name} not cleared: {cleared:?}");
+    }
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "session_revoked");
+    // A refresh with a token in the body (an API client) has no cookies to clear.
+    let res = app
+        .http
+        .post(app.path("/api/v1/auth/refresh"))
+        .json(&json!({"refresh_token": other.refresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.headers().get("set-cookie").is_none());
 }
 
 async fn bad_and_forged_tokens_are_refused(app: TestApp) {

@@ -16,6 +16,7 @@ both_backends!(
     one_bad_item_fails_only_itself_in_a_shared_commit,
     full_queues_refuse_at_once_and_change_nothing,
     a_resume_from_the_log_is_paged_and_meets_the_live_stream,
+    presence_and_read_marks_that_change_during_a_catch_up_arrive,
     long_cases_start_from_a_snapshot,
     access_is_decided_against_the_case_as_it_is_now,
     a_membership_change_reaches_live_sockets,
@@ -419,6 +420,42 @@ async fn a_resume_from_the_log_is_paged_and_meets_the_live_stream(app: TestApp) 
         assert_eq!(seqs.len() as u64, last, "every event exactly once");
         assert!(seqs.iter().copied().eq(1..=last), "in order, no gap, no duplicate");
     }
+}
+
+/// Presence and read receipts are not in the log: a socket reading pages is not on the live
+/// stream, so what changed meanwhile must reach it when it is back on it.
+async fn presence_and_read_marks_that_change_during_a_catch_up_arrive(app: TestApp) {
+    let app = spawn_app_with(app.backend, |s| {
+        no_rate_limit(s);
+        s.case_idle_secs = 1;
+    })
+    .await;
+    let w = app.world().await;
+    let case = app.submitted_case(&w.doctor, "Crown", w.lab).await;
+    // The case's actor stops when idle, so that it starts again from the seeded log.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app.state.registry.alive() > 0 {
+        assert!(Instant::now() < deadline, "the idle case actor did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let head = seed_messages(&app, case, w.doctor.user_id, 3000).await;
+    let mut tech = app.ws(&w.tech, Codec::Json).await;
+    let id = tech.new_id();
+    tech.send_with_id(&id, ClientBody::Subscribe(Subscribe { case_id: case, since: Some(0) })).await;
+    // While the technician's socket reads 3,000 events a page at a time, the doctor arrives and
+    // reads the case.
+    let mut doctor = app.ws(&w.doctor, Codec::Json).await;
+    doctor.subscribe(case, head).await;
+    doctor.call(ClientBody::MarkRead(MarkRead { case_id: case, seq: head })).await.unwrap();
+    tech.answer(&id).await.unwrap().unwrap();
+    let doctor_id = w.doctor.user_id;
+    let seen = tokio::time::timeout(WAIT, async {
+        tech.wait_for(|f| matches!(f, ServerBody::Presence(p) if p.users.contains(&doctor_id))).await;
+        tech.wait_for(|f| matches!(f, ServerBody::Receipt(r) if r.user_id == doctor_id && r.seq == head))
+            .await;
+    })
+    .await;
+    assert!(seen.is_ok(), "the doctor's arrival or read mark never reached the socket that was catching up");
 }
 
 async fn long_cases_start_from_a_snapshot(app: TestApp) {

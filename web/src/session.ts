@@ -189,6 +189,7 @@ export async function signIn(email: string, password: string, p: Portal) {
 /** Signs out this session (or every device), everywhere in this browser. */
 export async function signOut(everywhere = false) {
   const end = () => (everywhere ? api.logoutAll() : api.logout());
+  signingOut = true;
   try {
     // Under the refresh lock: no tab's refresh is in flight meanwhile, whose answer, arriving
     // after the sign-out's, would set the cookies of the ended session again.
@@ -211,12 +212,22 @@ export async function signOut(everywhere = false) {
       /* ignore */
     }
   }
-  endSession(null, true);
+  finishSession(null, true);
 }
+
+/** True while this page signs out: the server ends the session (and closes this page's socket,
+ * code 4001) before its answer to the sign-out arrives; leaving the page at the socket's close
+ * would abort that answer, and with it the removal of the cookies. */
+let signingOut = false;
 
 /** Clears everything this page holds about the session and shows the sign-in page. The reload
  * drops all in-memory state (case content included) for certain. */
 export function endSession(reason: string | null, broadcast: boolean) {
+  if (signingOut) return; // signOut() finishes it once the server answered
+  finishSession(reason, broadcast);
+}
+
+function finishSession(reason: string | null, broadcast: boolean) {
   clearTimeout(timer);
   if (broadcast) channel?.postMessage({ type: 'signed-out', reason } satisfies Message);
   for (const fn of signOutHooks) {
