@@ -168,7 +168,13 @@ impl Application {
         );
 
         // The audit log tails the event feed and the audit inbox from its checkpoint.
-        crate::audit::AuditActor::new(db.clone()).start();
+        // On a thread of its own: reading the feeds and hashing entries take CPU in bursts, and
+        // on the main arbiter they held up the group commit that runs there (S3's delivery p99
+        // on SQLite rose by ~9 ms with the audit on; BENCHMARKS.md).
+        let audit_db = db.clone();
+        crate::audit::AuditActor::start_in_arbiter(&actix::Arbiter::new().handle(), move |_| {
+            crate::audit::AuditActor::new(audit_db)
+        });
 
         let keyring = Arc::new(crate::objects::keys::Keyring::load(&settings, db.clone())?);
         let files = Arc::new(crate::uploads::Files::new(&settings, keyring).await.context("object storage")?);
