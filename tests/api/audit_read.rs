@@ -525,7 +525,8 @@ async fn tampering_with_the_database_or_an_export_is_named_by_the_cli(app: TestA
     // Cut from the foreign clinic's last case event on: a tail of sign-ins and other records
     // alone, after the last recorded head, is found only against an earlier export's end line
     // (README), and which records come last depends on the order the feeds were chained in.
-    let cut = db_entries(&app, &foreign).await.iter().rev().find(|e| e.action.starts_with("case.")).unwrap().n;
+    let cut =
+        db_entries(&app, &foreign).await.iter().rev().find(|e| e.action.starts_with("case.")).unwrap().n;
     bypass(&app, &format!("DELETE FROM audit_entries WHERE org_id = '{foreign}' AND n >= {cut}")).await;
     bypass(&app, &format!("DELETE FROM audit_heads WHERE org_id = '{foreign}' AND n >= {cut}")).await;
     let (code, out, err) = cli(&app, &["audit", "verify"]);
