@@ -6,7 +6,7 @@ VENV := $(HOME)/.cache/articula/venv
 BIN := $(CARGO_TARGET_DIR)/release/articula
 WEB_STAMP := web/node_modules/.installed
 
-.PHONY: build run test test-rust test-loadtests test-clients test-web web web-deps test-deps lint fmt clean-test-dbs bench
+.PHONY: build run test test-rust test-loadtests test-clients test-web web web-deps test-deps lint fmt clean-test-dbs bench screenshots
 
 ## build: web assets and the release binary
 build: web
@@ -22,9 +22,18 @@ $(WEB_STAMP): web/package.json web/package-lock.json
 
 web-deps: $(WEB_STAMP)
 
-## web: build the browser client into web/dist (embedded in the release binary)
-web: web-deps
+## web: build the browser client into web/dist (embedded in the release binary), only when its
+## sources changed: web/dist/index.html is the stamp. An unchanged tree leaves web/dist (and so
+## its modification times) alone, so cargo does not re-embed the assets nor relink the binary.
+WEB_SRC := $(shell find web/src web/public -type f 2>/dev/null) web/index.html web/package.json \
+	web/package-lock.json web/vite.config.ts web/tsconfig.json
+WEB_DIST := web/dist/index.html
+
+$(WEB_DIST): $(WEB_STAMP) $(WEB_SRC)
 	cd web && npm run build
+	touch $@
+
+web: $(WEB_DIST)
 
 ## test: install what the tests need, then run every test
 test: test-deps web lint test-rust test-loadtests test-clients test-web
@@ -57,9 +66,16 @@ test-clients:
 	bash tests/clients/run.sh
 
 ## Browser client: unit tests (vitest) and end-to-end tests in Debian Chromium (playwright-core).
+## Their screenshots go to web/test-results/screenshots (ignored by git).
 test-web: web
 	cargo build --locked --bin articula
 	cd web && npm run test:unit && npm run test:e2e
+
+## screenshots: run the browser tests with their screenshots written to docs/screenshots (the
+## ones the README links), on purpose.
+screenshots: web
+	cargo build --locked --bin articula
+	cd web && E2E_SCREENSHOTS=$(CURDIR)/docs/screenshots npm run test:e2e
 
 clean-test-dbs:
 	-psql "$(ARTICULA_TEST_PG_URL)" -Atc "SELECT 'DROP DATABASE IF EXISTS \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'articula_t_%'" | psql "$(ARTICULA_TEST_PG_URL)" -q >/dev/null

@@ -397,20 +397,23 @@ pub fn lead_days(status: CaseStatus, before_hold: Option<CaseStatus>) -> Option<
     })
 }
 
-/// Whether a case with this status and due date is at risk on `today`.
+/// Days from `today` to the due date (0 on the day, negative once overdue); `None` without one.
+pub fn days_left(due_date: Option<&str>, today: time::Date) -> Option<i64> {
+    due_date.and_then(crate::clock::parse_date).map(|due| (due - today).whole_days())
+}
+
+/// Whether a case with this status and due date is at risk on `today`: fewer days left
+/// ([`days_left`]) than the status still needs ([`lead_days`]).
 pub fn at_risk(
     status: CaseStatus,
     before_hold: Option<CaseStatus>,
     due_date: Option<&str>,
     today: time::Date,
 ) -> bool {
-    let (Some(lead), Some(due)) =
-        (lead_days(status, before_hold), due_date.and_then(crate::clock::parse_date))
-    else {
-        return false;
-    };
-    let days_left = (due - today).whole_days();
-    days_left < lead
+    match (lead_days(status, before_hold), days_left(due_date, today)) {
+        (Some(lead), Some(left)) => left < lead,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -473,5 +476,8 @@ mod tests {
         assert!(!at_risk(Delivered, None, Some("2026-11-01"), today));
         assert!(!at_risk(Received, None, None, today));
         assert!(at_risk(OnHold, Some(InDesign), Some("2026-11-25"), today));
+        assert_eq!(days_left(Some("2026-11-26"), today), Some(3));
+        assert_eq!(days_left(Some("2026-11-22"), today), Some(-1));
+        assert_eq!(days_left(None, today), None);
     }
 }

@@ -277,6 +277,8 @@ fn server_examples() -> Vec<(&'static str, ServerMessage)> {
         status: CaseStatus::InDesign,
         due_date: Some("2026-12-01".into()),
         at_risk: true,
+        days_needed: Some(4),
+        days_left: Some(2),
         last_activity: 1_790_000_000_000,
         doctor_id: id(2),
         clinic_id: id(8),

@@ -3,7 +3,7 @@
 //! Queries are composed from constant fragments only (`AssertSqlSafe`); every value is bound.
 
 use articula_actors::CaseAccess;
-use articula_actors::policy::at_risk;
+use articula_actors::policy::{at_risk, days_left, lead_days};
 use articula_protocol::{CaseId, CaseStatus, CaseSummary, OrgId, UserId};
 use serde::Serialize;
 use sqlx::Row;
@@ -63,8 +63,12 @@ pub struct CaseView {
     pub status_before_hold: Option<CaseStatus>,
     /// Due date `YYYY-MM-DD`.
     pub due_date: Option<String>,
-    /// Due soon and not far enough along.
+    /// Due soon and not far enough along: `days_left < days_needed`.
     pub at_risk: bool,
+    /// Days of lead time the case still needs at its status; null once delivered or finished.
+    pub days_needed: Option<i64>,
+    /// Days from today (UTC) to the due date, negative once overdue.
+    pub days_left: Option<i64>,
     /// Clinic.
     #[schema(value_type = String)]
     pub clinic_id: OrgId,
@@ -99,6 +103,8 @@ impl CaseView {
             status: self.status,
             due_date: self.due_date.clone(),
             at_risk: self.at_risk,
+            days_needed: self.days_needed,
+            days_left: self.days_left,
             last_activity: self.last_activity,
             doctor_id: self.doctor_id,
             clinic_id: self.clinic_id,
@@ -151,6 +157,8 @@ where
         id: parse(&id, "case id")?,
         label: r.try_get("label")?,
         at_risk: at_risk(status, before, due_date.as_deref(), today),
+        days_needed: lead_days(status, before),
+        days_left: days_left(due_date.as_deref(), today),
         status,
         status_before_hold: before,
         due_date,

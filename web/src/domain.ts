@@ -92,6 +92,8 @@ export interface CaseView {
   status_before_hold: CaseStatus | null;
   due_date: string | null;
   at_risk: boolean;
+  days_needed?: number | null;
+  days_left?: number | null;
   clinic_id: string;
   clinic_name: string;
   doctor_id: string;
@@ -111,6 +113,10 @@ export interface CaseSummary {
   status: CaseStatus;
   due_date: string | null;
   at_risk: boolean;
+  /** Days the case still needs at its status (the at-risk rule); null once delivered or finished. */
+  days_needed?: number | null;
+  /** Days from today (UTC) to the due date, negative once overdue. */
+  days_left?: number | null;
   last_activity: number;
   doctor_id: string;
   clinic_id: string;

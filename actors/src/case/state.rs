@@ -534,6 +534,8 @@ impl CaseState {
             status: self.status,
             due_date: self.due_date.clone(),
             at_risk: policy::at_risk(self.status, self.status_before_hold, self.due_date.as_deref(), today),
+            days_needed: policy::lead_days(self.status, self.status_before_hold),
+            days_left: policy::days_left(self.due_date.as_deref(), today),
             last_activity: self.last_activity,
             doctor_id: self.doctor_id,
             clinic_id: self.clinic_id,

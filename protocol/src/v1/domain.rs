@@ -250,8 +250,15 @@ pub struct CaseSummary {
     pub status: CaseStatus,
     /// Due date, `YYYY-MM-DD`.
     pub due_date: Option<String>,
-    /// Due soon (or overdue) and not far enough along.
+    /// Due soon (or overdue) and not far enough along: `days_left < days_needed`.
     pub at_risk: bool,
+    /// Days of lead time the case still needs at its status (the at-risk rule); null for
+    /// delivered and finished cases.
+    #[serde(default)]
+    pub days_needed: Option<i64>,
+    /// Days from today (UTC) to the due date, negative once overdue; null without a due date.
+    #[serde(default)]
+    pub days_left: Option<i64>,
     /// Last activity, milliseconds since the Unix epoch.
     pub last_activity: i64,
     /// The prescribing doctor.

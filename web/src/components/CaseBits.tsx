@@ -10,12 +10,31 @@ export function StatusBadge({ status }: { status: CaseStatus }) {
   );
 }
 
-export function DueDate({ due, atRisk }: { due: string | null; atRisk: boolean }) {
+/** Why a case is at risk, in the figures of the server's rule (actors/src/policy.rs): the days
+ * its status still needs before the due date against the days left. */
+export function riskReason(needed: number | null | undefined, left: number | null | undefined): string | null {
+  if (needed == null || left == null) return null;
+  const days = (n: number) => `${n} day${n === 1 ? '' : 's'}`;
+  const leftText = left < 0 ? `${days(-left)} overdue` : left === 0 ? 'due today' : `${days(left)} left`;
+  return `needs ${days(needed)} at this stage, ${leftText}`;
+}
+
+export function DueDate({ due, atRisk, needed, left }: { due: string | null; atRisk: boolean; needed?: number | null; left?: number | null }) {
+  const reason = atRisk ? riskReason(needed, left) : null;
   return (
     <span class={`due${atRisk ? ' due-risk' : ''}`}>
       <span class="visually-hidden">Due: </span>
       {due ? <time dateTime={due}>{formatDue(due)}</time> : 'No due date'}
-      {atRisk && <span class="badge badge-risk">At risk</span>}
+      {atRisk && (
+        <span class="badge badge-risk" title={reason ? `At risk: ${reason}` : undefined}>
+          At risk
+        </span>
+      )}
+      {reason && (
+        <span class="risk-reason" data-testid="risk-reason">
+          {reason}
+        </span>
+      )}
     </span>
   );
 }

@@ -100,7 +100,8 @@ export function MeshViewer({ fileId, name, size, contentType, compact }: Props) 
       {phase.at === 'ready' && (
         <figcaption class="mesh-caption muted small">
           <span>
-            {stats && `${stats.triangles.toLocaleString()} triangles · ${stats.size.map((d) => d.toFixed(1)).join(' × ')}`}
+            {/* STL and PLY carry no unit; dental CAD writes millimetres. */}
+            {stats && `${stats.triangles.toLocaleString()} triangles · ${stats.size.map((d) => d.toFixed(1)).join(' × ')} mm`}
           </span>
           <button type="button" class="link" onClick={() => viewer.current?.resetView()}>
             Reset view

@@ -61,13 +61,44 @@ export function Board({ user }: { user: Me }) {
           : `${orgName ?? ''} · ${list.length} case${list.length === 1 ? '' : 's'}${atRisk ? ` · ${atRisk} at risk` : ''} · updates live`}
       </p>
       {cards && (
+        <p class="risk-legend small" data-testid="risk-legend">
+          <span class="badge badge-risk">At risk</span> fewer days are left before the due date than a case at its stage
+          still needs; each card says how many.
+        </p>
+      )}
+      {cards && (
+        // Every column at a glance: the ones with cases, their counts and at-risk cases, one tap away.
+        <nav class="board-index" aria-label="Board columns">
+          {columns.map((col) => {
+            const items = columnCards(cards, col.statuses);
+            if (!items.length) return null;
+            const risky = items.filter((c) => c.at_risk).length;
+            return (
+              <button
+                type="button"
+                class={`board-chip${risky ? ' board-chip-risk' : ''}`}
+                data-chip={col.key}
+                onClick={() => {
+                  const el = document.querySelector(`[data-column="${col.key}"]`);
+                  el?.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+                  document.getElementById(`col-${col.key}`)?.focus();
+                }}
+              >
+                {col.title} <span class="count">{items.length}</span>
+                {risky > 0 && <span class="badge badge-risk">{risky} at risk</span>}
+              </button>
+            );
+          })}
+        </nav>
+      )}
+      {cards && (
         <div class="board" data-testid="board">
           {columns.map((col) => {
             const items = columnCards(cards, col.statuses);
             return (
               <section class={`board-col${items.length ? '' : ' board-col-empty'}`} aria-labelledby={`col-${col.key}`} data-column={col.key}>
-                <h2 id={`col-${col.key}`} class="board-col-title">
-                  {col.title} <span class="count">{items.length}</span>
+                <h2 id={`col-${col.key}`} class="board-col-title" tabIndex={-1}>
+                  <span class="board-col-name">{col.title}</span> <span class="count">{items.length}</span>
                 </h2>
                 <ul class="board-cards">
                   {items.map((c) => (
@@ -83,7 +114,7 @@ export function Board({ user }: { user: Me }) {
                         )}
                       </div>
                       {col.statuses.length > 1 && <StatusBadge status={c.status} />}
-                      <DueDate due={c.due_date} atRisk={c.at_risk} />
+                      <DueDate due={c.due_date} atRisk={c.at_risk} needed={c.days_needed} left={c.days_left} />
                       <span class="muted small">{people.value[c.doctor_id] ?? ''}</span>
                     </li>
                   ))}

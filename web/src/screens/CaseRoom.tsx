@@ -1,10 +1,10 @@
 // One case: its conversation, Digital Rx, approvals and details, live.
 // Wide screens show the chat beside the selected panel; narrow ones show one tab at a time.
 
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import * as api from '../api';
 import { DueDate, StatusBadge } from '../components/CaseBits';
-import { caseAccess, hasRole, type CaseAccess, type Me } from '../domain';
+import { caseAccess, hasRole, mayPrescribe, type CaseAccess, type Me } from '../domain';
 import { realtime } from '../live';
 import { navigate, search } from '../router';
 import { useMedia } from '../components/useMedia';
@@ -20,13 +20,14 @@ import { RxPanel } from './case/RxPanel';
 import { StatusControl } from './case/StatusControl';
 
 type Tab = 'chat' | 'files' | 'rx' | 'approvals' | 'details' | 'access';
-const TABS: { key: Tab; title: string }[] = [
+/** `short` is what a phone shows (the accessible name stays `title`, which contains it). */
+const TABS: { key: Tab; title: string; short?: string }[] = [
   { key: 'chat', title: 'Chat' },
   { key: 'files', title: 'Files' },
-  { key: 'rx', title: 'Digital Rx' },
+  { key: 'rx', title: 'Digital Rx', short: 'Rx' },
   { key: 'approvals', title: 'Approvals' },
   { key: 'details', title: 'Details' },
-  { key: 'access', title: 'People & access' },
+  { key: 'access', title: 'People & access', short: 'Access' },
 ];
 
 export function CaseRoomScreen({ id, user }: { id: string; user: Me }) {
@@ -52,6 +53,42 @@ export function CaseRoomScreen({ id, user }: { id: string; user: Me }) {
   };
 
   const wide = useMedia('(min-width: 1000px)');
+  // Narrow screens fold the case header away once the user scrolls the panel or the
+  // conversation (a wheel, a swipe, or a panel scrolled down); the toggle brings it back.
+  const [collapsed, setCollapsed] = useState(false);
+  const body = useRef<HTMLDivElement>(null);
+  const loaded = r.state !== null;
+  useEffect(() => {
+    const el = body.current;
+    if (wide || !el) return;
+    const fold = () => setCollapsed(true);
+    const onScroll = (e: Event) => {
+      const t = e.target;
+      if (t instanceof HTMLElement && t.classList.contains('pane') && t.scrollTop > 24) fold();
+    };
+    el.addEventListener('wheel', fold, { passive: true });
+    el.addEventListener('touchmove', fold, { passive: true });
+    el.addEventListener('scroll', onScroll, { passive: true, capture: true });
+    return () => {
+      el.removeEventListener('wheel', fold);
+      el.removeEventListener('touchmove', fold);
+      el.removeEventListener('scroll', onScroll, { capture: true });
+    };
+  }, [wide, loaded]);
+  // The room fills what is visible of the window: with an on-screen keyboard open that is less
+  // than the layout viewport, and the composer must stay above the keyboard.
+  useEffect(() => {
+    const vv = window.visualViewport;
+    if (!vv) return;
+    const root = document.documentElement;
+    const fit = () => root.style.setProperty('--app-h', `${Math.round(vv.height)}px`);
+    fit();
+    vv.addEventListener('resize', fit);
+    return () => {
+      vv.removeEventListener('resize', fit);
+      root.style.removeProperty('--app-h');
+    };
+  }, []);
   r.rev.value; // re-render on every applied batch
   const s = r.state;
   const view = r.view.value;
@@ -93,11 +130,13 @@ export function CaseRoomScreen({ id, user }: { id: string; user: Me }) {
   // Wide screens keep the chat in view and switch the panel beside it; narrow ones show one tab.
   const tabs = wide ? TABS.filter((t) => t.key !== 'chat') : TABS;
   const shown: Tab = wide && tab === 'chat' ? 'rx' : tab;
+  // Lab proposals waiting for this user's decision mark the Rx tab.
+  const openProposals = mayPrescribe(access) ? Object.values(s.proposals).filter((p) => p.status === 'open').length : 0;
 
   return (
     <section class="room" aria-labelledby="case-title">
       <SupportBanner grants={grants} me={user.id} />
-      <header class="room-head">
+      <header class={`room-head${collapsed && !wide ? ' room-head-collapsed' : ''}`} data-testid="room-head">
         <div class="room-title">
           <a class="back" href="/cases" aria-label="Back to cases">
             ←
@@ -106,15 +145,27 @@ export function CaseRoomScreen({ id, user }: { id: string; user: Me }) {
             {s.label}
           </h1>
           <StatusBadge status={s.status} />
-          <DueDate due={s.dueDate} atRisk={view?.at_risk ?? false} />
+          <DueDate due={s.dueDate} atRisk={view?.at_risk ?? false} needed={view?.days_needed} left={view?.days_left} />
+          <button
+            type="button"
+            class="room-toggle"
+            aria-expanded={collapsed ? 'false' : 'true'}
+            aria-controls="room-extra"
+            aria-label={collapsed ? 'Expand the case header' : 'Collapse the case header'}
+            onClick={() => setCollapsed(!collapsed)}
+          >
+            <span aria-hidden="true">{collapsed ? '▾' : '▴'}</span>
+          </button>
         </div>
-        <div class="room-meta muted small">
-          <bdi>{view?.doctor_name ?? r.name(s.doctorId, user.id)}</bdi>
-          {view && <bdi>{view.clinic_name}</bdi>}
-          <span>{s.labId ? (labNames.value[s.labId] ?? view?.lab_name ?? 'Lab') : 'No lab yet'}</span>
-          <Presence r={r} me={user.id} />
+        <div class="room-extra" id="room-extra">
+          <div class="room-meta muted small">
+            <bdi>{view?.doctor_name ?? r.name(s.doctorId, user.id)}</bdi>
+            {view && <bdi>{view.clinic_name}</bdi>}
+            <span>{s.labId ? (labNames.value[s.labId] ?? view?.lab_name ?? 'Lab') : 'No lab yet'}</span>
+            <Presence r={r} me={user.id} />
+          </div>
+          <StatusControl r={r} access={access} />
         </div>
-        <StatusControl r={r} access={access} />
       </header>
       <div class="tabs" role="tablist" aria-label="Case sections">
         {tabs.map((t) => (
@@ -137,12 +188,26 @@ export function CaseRoomScreen({ id, user }: { id: string; user: Me }) {
               document.getElementById(`tab-${next.key}`)?.focus();
             }}
           >
-            {t.title}
+            {t.short ? (
+              <>
+                <span class="tab-long">{t.title}</span>
+                <span class="tab-short" aria-hidden="true">
+                  {t.short}
+                </span>
+              </>
+            ) : (
+              t.title
+            )}
             {t.key === 'approvals' && s.status === 'awaiting_approval' && <span class="tab-dot" aria-label="(waiting for a decision)" />}
+            {t.key === 'rx' && openProposals > 0 && (
+              <span class="tab-count" data-testid="rx-tab-badge" aria-label={`(${openProposals} lab proposal${openProposals === 1 ? '' : 's'} to decide)`}>
+                {openProposals}
+              </span>
+            )}
           </button>
         ))}
       </div>
-      <div class={`room-body${wide ? ' room-wide' : ''}`}>
+      <div class={`room-body${wide ? ' room-wide' : ''}`} ref={body}>
         {(wide || shown === 'chat') && (
           <div id="panel-chat" role={wide ? 'region' : 'tabpanel'} aria-label={wide ? 'Chat' : undefined} aria-labelledby={wide ? undefined : 'tab-chat'} class="pane pane-chat">
             <Chat r={r} user={user} access={access} />

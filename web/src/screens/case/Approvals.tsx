@@ -2,7 +2,7 @@
 // (its SHA-256) at the current Rx version; the doctor approves, or rejects with a comment.
 // A later change of the design or the Rx voids it (the server marks it `voided`).
 
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import * as api from '../../api';
 import { errorText } from '../../components/CaseBits';
 import { MeshViewer } from '../../components/MeshViewer';
@@ -37,7 +37,7 @@ export function Approvals({ r, user, access }: { r: CaseRoom; user: Me; access: 
       <div class="panel-head">
         <h2>Approvals</h2>
       </div>
-      {labSide(access) && <RequestApproval r={r} />}
+      {labSide(access) && <RequestApproval r={r} list={list} />}
       {error && (
         <p class="error" role="alert">
           {error}
@@ -66,6 +66,12 @@ function ApprovalItem({ a, r, user, access }: { a: ApprovalView; r: CaseRoom; us
   useEffect(() => {
     if (a.status === 'pending') setShowDesign(true);
   }, [a.status]);
+  // A decision due from this user is brought into view when it appears (live or on opening).
+  const bar = useRef<HTMLDivElement>(null);
+  const due = a.status === 'pending' && mayApprove(access);
+  useEffect(() => {
+    if (due) bar.current?.scrollIntoView({ block: 'nearest' });
+  }, [due]);
 
   async function decide(decision: 'approve' | 'reject') {
     if (decision === 'reject' && !comment.trim()) {
@@ -104,18 +110,8 @@ function ApprovalItem({ a, r, user, access }: { a: ApprovalView; r: CaseRoom; us
           {a.decision_comment ? `: “${a.decision_comment}”` : ''}
         </p>
       )}
-      {file && (
-        <div class="approval-design">
-          {showDesign ? (
-            <MeshViewer fileId={file.id} name={file.name} size={file.size} contentType={file.contentType} compact />
-          ) : null}
-          <button type="button" class="link" aria-expanded={showDesign ? 'true' : 'false'} onClick={() => setShowDesign(!showDesign)}>
-            {showDesign ? 'Hide the design' : 'Show the design in 3D'}
-          </button>
-        </div>
-      )}
       {a.status === 'pending' && mayApprove(access) && (
-        <div class="decide">
+        <div class="decide decide-bar" ref={bar} data-testid="decide-bar">
           {rejecting && (
             <label class="field">
               <span>What should the lab change? (required)</span>
@@ -145,6 +141,16 @@ function ApprovalItem({ a, r, user, access }: { a: ApprovalView; r: CaseRoom; us
           </div>
         </div>
       )}
+      {file && (
+        <div class="approval-design">
+          {showDesign ? (
+            <MeshViewer fileId={file.id} name={file.name} size={file.size} contentType={file.contentType} compact />
+          ) : null}
+          <button type="button" class="link" aria-expanded={showDesign ? 'true' : 'false'} onClick={() => setShowDesign(!showDesign)}>
+            {showDesign ? 'Hide the design' : 'Show the design in 3D'}
+          </button>
+        </div>
+      )}
       {error && (
         <p class="error small" role="alert">
           {error}
@@ -155,7 +161,7 @@ function ApprovalItem({ a, r, user, access }: { a: ApprovalView; r: CaseRoom; us
 }
 
 /** The lab asks for approval of one of the case's design files (shown once the case has one). */
-function RequestApproval({ r }: { r: CaseRoom }) {
+function RequestApproval({ r, list }: { r: CaseRoom; list: ApprovalView[] | null }) {
   r.rev.value;
   const s = r.state!;
   const designs = Object.values(s.files).filter((f) => f.kind === 'design').sort((a, b) => b.seq - a.seq);
@@ -163,12 +169,28 @@ function RequestApproval({ r }: { r: CaseRoom }) {
   const [comment, setComment] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  const [again, setAgain] = useState(false);
   const possible = ['received', 'in_design', 'awaiting_approval', 'approved'].includes(s.status);
+  // Once an approval is pending or given, asking again is the exception (a new design): the form
+  // folds behind a button instead of standing above the doctor's answer.
+  const answered = s.status === 'approved' || (list ?? []).some((a) => a.status === 'pending');
+  useEffect(() => {
+    if (!answered) setAgain(false);
+  }, [answered]);
 
   if (!designs.length) {
     return <p class="muted small">No design file in this case yet: an approval is always requested on a design file.</p>;
   }
   if (!possible) return null;
+  if (answered && !again) {
+    return (
+      <p class="request-again">
+        <button type="button" class="btn btn-small" aria-expanded="false" onClick={() => setAgain(true)}>
+          Request another approval…
+        </button>
+      </p>
+    );
+  }
   const chosen = sha || designs[0].sha256;
 
   async function submit(e: Event) {

@@ -8,27 +8,40 @@ import { CommandError } from '../../realtime';
 import type { Proposal } from '../../state/caseFold';
 import type { CaseRoom } from '../../state/caseRoom';
 
-export function Proposals({ r, user, access }: { r: CaseRoom; user: Me; access: CaseAccess }) {
+/** `open`: the proposals waiting for a decision, shown at the top of the Rx panel so that they are
+ * seen when they arrive; `decided`: the list's end, with the decided ones folded. */
+export function Proposals({ r, user, access, part }: { r: CaseRoom; user: Me; access: CaseAccess; part: 'open' | 'decided' }) {
   r.rev.value;
   const all = Object.values(r.state!.proposals).sort((a, b) => b.seq - a.seq);
   if (!all.length) return null;
   const open = all.filter((p) => p.status === 'open');
   const decided = all.filter((p) => p.status !== 'open');
+  if (part === 'open') {
+    if (!open.length) return null;
+    return (
+      <section class="proposals-open" aria-labelledby="proposals-open-title" data-testid="proposals-open">
+        <h3 id="proposals-open-title">
+          {mayPrescribe(access) ? `Lab proposal${open.length === 1 ? '' : 's'} to decide` : 'Waiting for the doctor'} ({open.length})
+        </h3>
+        <ul class="plain">
+          {open.map((p) => (
+            <ProposalItem key={p.id} p={p} r={r} user={user} access={access} />
+          ))}
+        </ul>
+      </section>
+    );
+  }
   return (
     <section class="proposals" aria-labelledby="proposals-title">
       <h3 id="proposals-title">Lab proposals</h3>
       {open.length === 0 && <p class="muted small">No proposal is waiting.</p>}
-      <ul class="plain">
-        {open.map((p) => (
-          <ProposalItem p={p} r={r} user={user} access={access} />
-        ))}
-      </ul>
+      {open.length > 0 && <p class="muted small">{open.length} waiting: see the top of the Rx.</p>}
       {decided.length > 0 && (
         <details>
           <summary>Decided proposals ({decided.length})</summary>
           <ul class="plain">
             {decided.map((p) => (
-              <ProposalItem p={p} r={r} user={user} access={access} />
+              <ProposalItem key={p.id} p={p} r={r} user={user} access={access} />
             ))}
           </ul>
         </details>

@@ -5,7 +5,7 @@
 //   server applies nothing and answers `rx_conflict` with the current values: the user sees them
 //   and chooses to keep theirs or re-apply their own (now based on the current version).
 
-import { useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { errorText } from '../../components/CaseBits';
 import {
   displayValue,
@@ -64,6 +64,11 @@ export function RxPanel({ r, user, access }: { r: CaseRoom; user: Me; access: Ca
   const [conflicts, setConflicts] = useState<RxConflict[]>([]);
   const [done, setDone] = useState<string | null>(null);
   const [showHistory, setShowHistory] = useState(false);
+  // The conflict's choices appear at the bottom of the panel: bring them into view.
+  const conflictBox = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    if (conflicts.length) conflictBox.current?.scrollIntoView({ block: 'nearest' });
+  }, [conflicts.length > 0]);
 
   const mayEdit = mayPrescribe(access);
   const mayPropose = !mayEdit && labSide(access);
@@ -154,6 +159,8 @@ export function RxPanel({ r, user, access }: { r: CaseRoom; user: Me; access: Ca
       )}
       {mayPropose && editable && <p class="muted small">Changes you make here are sent to the doctor as a proposal.</p>}
 
+      <Proposals r={r} user={user} access={access} part="open" />
+
       <ToothChart state={s} value={value} selected={selected} onSelect={(t) => setSelected(selected === t ? null : t)} changed={changedTeeth} />
 
       {selected !== null && (
@@ -210,59 +217,61 @@ export function RxPanel({ r, user, access }: { r: CaseRoom; user: Me; access: Ca
         <FieldStatus r={r} field="notes" draft={draft.notes} me={user.id} />
       </label>
 
-      {conflicts.length > 0 && (
-        <div class="conflict" role="alert" data-testid="rx-conflict">
-          <h3>Someone changed {conflicts.length === 1 ? 'this field' : 'these fields'} first</h3>
-          <p>Nothing was saved. Compare and choose, field by field:</p>
-          <ul>
-            {conflicts.map((c) => (
-              <li data-field={c.field}>
-                <strong>{fieldLabel(c.field)}</strong>: now <strong data-testid="conflict-current">{displayValue(c.field, c.value)}</strong>
-                {s.rx[c.field] && <span class="muted"> (by {r.name(s.rx[c.field].by, user.id)}, version {c.version})</span>}; yours:{' '}
-                <strong>{displayValue(c.field, draft[c.field]?.value)}</strong>
-                <div class="actions">
-                  <button type="button" class="btn btn-small" onClick={() => reapply(c)} disabled={busy}>
-                    Re-apply mine
-                  </button>
-                  <button type="button" class="btn btn-small btn-quiet" onClick={() => keepTheirs(c.field)}>
-                    Keep theirs
-                  </button>
-                </div>
-              </li>
-            ))}
-          </ul>
-        </div>
-      )}
+      <div class="rx-footer" data-testid="rx-footer">
+        {conflicts.length > 0 && (
+          <div class="conflict" role="alert" data-testid="rx-conflict" ref={conflictBox}>
+            <h3>Someone changed {conflicts.length === 1 ? 'this field' : 'these fields'} first</h3>
+            <p>Nothing was saved. Compare and choose, field by field:</p>
+            <ul>
+              {conflicts.map((c) => (
+                <li data-field={c.field}>
+                  <strong>{fieldLabel(c.field)}</strong>: now <strong data-testid="conflict-current">{displayValue(c.field, c.value)}</strong>
+                  {s.rx[c.field] && <span class="muted"> (by {r.name(s.rx[c.field].by, user.id)}, version {c.version})</span>}; yours:{' '}
+                  <strong>{displayValue(c.field, draft[c.field]?.value)}</strong>
+                  <div class="actions">
+                    <button type="button" class="btn btn-small" onClick={() => reapply(c)} disabled={busy}>
+                      Re-apply mine
+                    </button>
+                    <button type="button" class="btn btn-small btn-quiet" onClick={() => keepTheirs(c.field)}>
+                      Keep theirs
+                    </button>
+                  </div>
+                </li>
+              ))}
+            </ul>
+          </div>
+        )}
 
-      {editable && (
-        <div class="rx-actions">
-          {mayPropose && count > 0 && (
-            <label class="field field-grow">
-              <span>Note to the doctor</span>
-              <input value={note} maxLength={2000} onInput={(e) => setNote(e.currentTarget.value)} placeholder="Why this change?" />
-            </label>
-          )}
-          <span class="muted small" aria-live="polite">
-            {count ? `${count} unsaved change${count === 1 ? '' : 's'}` : done ?? ''}
-          </span>
-          <button type="button" class="btn btn-primary" disabled={!count || busy || conflicts.length > 0} onClick={() => void submit(draft)}>
-            {busy ? 'Sending…' : mayEdit ? 'Save Rx' : 'Propose changes'}
-          </button>
-          {count > 0 && (
-            <button type="button" class="btn btn-quiet" onClick={() => { setDraft({}); setConflicts([]); }}>
-              Discard
+        {editable && (
+          <div class="rx-actions">
+            {mayPropose && count > 0 && (
+              <label class="field field-grow">
+                <span>Note to the doctor</span>
+                <input value={note} maxLength={2000} onInput={(e) => setNote(e.currentTarget.value)} placeholder="Why this change?" />
+              </label>
+            )}
+            <span class="muted small" aria-live="polite">
+              {count ? `${count} unsaved change${count === 1 ? '' : 's'}` : done ?? ''}
+            </span>
+            <button type="button" class="btn btn-primary" disabled={!count || busy || conflicts.length > 0} onClick={() => void submit(draft)}>
+              {busy ? 'Sending…' : mayEdit ? 'Save Rx' : 'Propose changes'}
             </button>
-          )}
-          {mayEdit && !count && s.rxVersion > 0 && s.rxSigned !== s.rxVersion && <SignButton r={r} version={s.rxVersion} />}
-        </div>
-      )}
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+            {count > 0 && (
+              <button type="button" class="btn btn-quiet" onClick={() => { setDraft({}); setConflicts([]); }}>
+                Discard
+              </button>
+            )}
+            {mayEdit && !count && s.rxVersion > 0 && s.rxSigned !== s.rxVersion && <SignButton r={r} version={s.rxVersion} />}
+          </div>
+        )}
+        {error && (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        )}
+      </div>
 
-      <Proposals r={r} user={user} access={access} />
+      <Proposals r={r} user={user} access={access} part="decided" />
       {showHistory && <RxHistory r={r} user={user} tooth={selected} />}
     </div>
   );
