@@ -66,10 +66,16 @@ export function CaseRoomScreen({ id, user }: { id: string; user: Me }) {
       const t = e.target;
       if (t instanceof HTMLElement && t.classList.contains('pane') && t.scrollTop > 24) fold();
     };
+    // Typing a message (the on-screen keyboard takes half the screen) folds it as well.
+    const onFocus = (e: FocusEvent) => {
+      if (e.target instanceof HTMLTextAreaElement && e.target.closest('.pane-chat')) fold();
+    };
+    el.addEventListener('focusin', onFocus);
     el.addEventListener('wheel', fold, { passive: true });
     el.addEventListener('touchmove', fold, { passive: true });
     el.addEventListener('scroll', onScroll, { passive: true, capture: true });
     return () => {
+      el.removeEventListener('focusin', onFocus);
       el.removeEventListener('wheel', fold);
       el.removeEventListener('touchmove', fold);
       el.removeEventListener('scroll', onScroll, { capture: true });
