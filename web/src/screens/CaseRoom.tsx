@@ -150,8 +150,6 @@ export function CaseRoomScreen({ id, user }: { id: string; user: Me }) {
           <h1 id="case-title" tabIndex={-1} dir="auto">
             {s.label}
           </h1>
-          <StatusBadge status={s.status} />
-          <DueDate due={s.dueDate} atRisk={view?.at_risk ?? false} needed={view?.days_needed} left={view?.days_left} />
           <button
             type="button"
             class="room-toggle"
@@ -162,6 +160,8 @@ export function CaseRoomScreen({ id, user }: { id: string; user: Me }) {
           >
             <span aria-hidden="true">{collapsed ? '▾' : '▴'}</span>
           </button>
+          <StatusBadge status={s.status} />
+          <DueDate due={s.dueDate} atRisk={view?.at_risk ?? false} needed={view?.days_needed} left={view?.days_left} />
         </div>
         <div class="room-extra" id="room-extra">
           <div class="room-meta muted small">
