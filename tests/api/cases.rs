@@ -11,6 +11,7 @@ both_backends!(
     creating_twice_with_one_id_makes_one_case,
     every_role_sees_exactly_its_cases,
     only_doctors_open_cases,
+    at_risk_comes_with_its_figures,
     metadata_changes_follow_roles,
     status_changes_follow_the_workflow,
     list_filters_and_search,
@@ -102,6 +103,28 @@ async fn only_doctors_open_cases(app: TestApp) {
         assert!(res.json::<Value>().await.unwrap()["error"].is_string());
     }
     assert_eq!(app.count("SELECT COUNT(*) FROM cases").await, before);
+}
+
+/// The at-risk flag travels with the figures of its rule: the days the status still needs and the
+/// days left before the due date (negative once overdue), in the REST view.
+async fn at_risk_comes_with_its_figures(app: TestApp) {
+    let w = app.world().await;
+    let today = time::OffsetDateTime::now_utc().date();
+    let day = |n: i64| (today + time::Duration::days(n)).to_string();
+    for (due, risk, left) in [(day(1), true, 1), (day(30), false, 30), (day(-2), true, -2)] {
+        let res = app.post("/api/v1/cases", &w.doctor, json!({"label": "Inlay 26", "due_date": due})).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let v: Value = res.json().await.unwrap();
+        // A draft still needs a week.
+        assert_eq!(
+            (v["at_risk"].as_bool(), v["days_needed"].as_i64(), v["days_left"].as_i64()),
+            (Some(risk), Some(7), Some(left)),
+            "{due}"
+        );
+    }
+    let res = app.post("/api/v1/cases", &w.doctor, json!({"label": "Onlay 37"})).await;
+    let v: Value = res.json().await.unwrap();
+    assert_eq!((v["at_risk"].as_bool(), v["days_left"].is_null()), (Some(false), true));
 }
 
 async fn metadata_changes_follow_roles(app: TestApp) {
