@@ -89,6 +89,18 @@ for (const [name, viewport] of WIDTHS) {
   });
 }
 
+/** Whether a select shows its chosen option's text whole (no clipping of the text). */
+async function selectFits(locator) {
+  return locator.evaluate((el) => {
+    const cs = getComputedStyle(el);
+    const ctx = document.createElement('canvas').getContext('2d');
+    ctx.font = `${cs.fontWeight} ${cs.fontSize} ${cs.fontFamily}`;
+    const text = el.options[el.selectedIndex]?.text ?? '';
+    const need = ctx.measureText(text).width + parseFloat(cs.paddingLeft) + parseFloat(cs.paddingRight) + 20; // + the arrow
+    return { text, need: Math.ceil(need), have: el.clientWidth, ok: need <= el.clientWidth };
+  });
+}
+
 const MINE = { '1280x800': 'B1', '390x844': 'B2' };
 const THEIRS = { '1280x800': 'C1', '390x844': 'C2' };
 
@@ -111,6 +123,11 @@ for (const [name, viewport] of WIDTHS) {
     await other.getByRole('button', { name: 'Save Rx' }).click();
     await other.getByText('Saved.').waitFor();
     await page.getByText(new RegExp(`changed by .* meanwhile: now ${THEIRS[name]}`, 'i')).waitFor();
+    // The tooth's fields show their values whole (e.g. "Lithium disilicate").
+    for (const select of await page.getByTestId('tooth-editor').locator('select').all()) {
+      const fit = await selectFits(select);
+      assert.ok(fit.ok, `the select shows "${fit.text}" whole: ${JSON.stringify(fit)}`);
+    }
 
     // The doctor scrolls until Save just shows at the bottom of the panel, and presses it.
     const save = page.getByRole('button', { name: 'Save Rx' });
@@ -206,18 +223,6 @@ test('390x844: the board names its columns at the top, and one tap shows the at-
   assert.equal(await implant.getByTestId('risk-reason').innerText(), 'needs 2 days at this stage, 1 day left');
   env.assertNoProblems();
 });
-
-/** Whether a select shows its chosen option's text whole (no clipping of the text). */
-async function selectFits(locator) {
-  return locator.evaluate((el) => {
-    const cs = getComputedStyle(el);
-    const ctx = document.createElement('canvas').getContext('2d');
-    ctx.font = `${cs.fontWeight} ${cs.fontSize} ${cs.fontFamily}`;
-    const text = el.options[el.selectedIndex]?.text ?? '';
-    const need = ctx.measureText(text).width + parseFloat(cs.paddingLeft) + parseFloat(cs.paddingRight) + 20; // + the arrow
-    return { text, need: Math.ceil(need), have: el.clientWidth, ok: need <= el.clientWidth };
-  });
-}
 
 for (const [name, viewport] of WIDTHS) {
   test(`${name}: the case room keeps its composer, tabs and controls whole`, async () => {
