@@ -23,14 +23,21 @@ $(WEB_STAMP): web/package.json web/package-lock.json
 web-deps: $(WEB_STAMP)
 
 ## web: build the browser client into web/dist (embedded in the release binary), only when its
-## sources changed: web/dist/index.html is the stamp. An unchanged tree leaves web/dist (and so
-## its modification times) alone, so cargo does not re-embed the assets nor relink the binary.
+## sources changed (the stamp is web/node_modules/.dist-built). Vite builds into web/.dist-new;
+## only files whose bytes differ are copied into web/dist, so a touched but unchanged source
+## leaves web/dist's modification times alone and cargo neither re-embeds nor relinks.
 WEB_SRC := $(shell find web/src web/public -type f 2>/dev/null) web/index.html web/package.json \
 	web/package-lock.json web/vite.config.ts web/tsconfig.json
-WEB_DIST := web/dist/index.html
+WEB_DIST := web/node_modules/.dist-built
 
 $(WEB_DIST): $(WEB_STAMP) $(WEB_SRC)
-	cd web && npm run build
+	rm -rf web/.dist-new
+	cd web && npm run build -- --outDir .dist-new
+	mkdir -p web/dist
+	cd web/.dist-new && find . -type f | while read -r f; do \
+	  cmp -s "$$f" "../dist/$$f" || { mkdir -p "../dist/$$(dirname "$$f")" && cp "$$f" "../dist/$$f"; }; done
+	cd web/dist && find . -type f | while read -r f; do [ -e "../.dist-new/$$f" ] || rm -f "$$f"; done
+	rm -rf web/.dist-new
 	touch $@
 
 web: $(WEB_DIST)
