@@ -33,7 +33,7 @@ impl Modify for BearerAuth {
         health::healthz, health::metrics,
         auth::login, auth::refresh, auth::logout, auth::logout_all, auth::sessions, auth::end_session,
         auth::accept_invitation, auth::me,
-        cases::labs, cases::board, cases::list, cases::create, cases::get, cases::update, cases::set_status,
+        cases::labs, cases::board, cases::unread, cases::list, cases::create, cases::get, cases::update, cases::set_status,
         cases::events, cases::messages, cases::rx, cases::rx_history, cases::approvals, cases::participants,
         files::list, files::link, files::content,
         grants::list, grants::give, grants::revoke, grants::grantable, labels::names,

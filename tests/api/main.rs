@@ -20,3 +20,4 @@ mod realtime;
 mod security;
 mod sockets;
 mod underneath;
+mod unread;

@@ -327,3 +327,16 @@ export const auditExportUrl = (q: AuditQuery, format: 'csv' | 'jsonl') =>
   `${BASE}/audit/export${query({ format, ...auditParams(q) })}`;
 
 export const auditVerify = (orgId: string) => request<AuditVerify>('GET', `/audit/verify${query({ org_id: orgId })}`);
+
+// ---- unread counts ----
+
+export interface UnreadCase {
+  case_id: string;
+  /** Messages by others after the caller's read mark. */
+  unread: number;
+  /** Of those, the ones that mention the caller. */
+  mentions: number;
+  /** The caller's read mark (0: never read). */
+  read_seq: number;
+}
+export const unread = () => request<{ cases: UnreadCase[] }>('GET', '/unread');

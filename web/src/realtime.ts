@@ -77,6 +77,8 @@ export interface InboxItem {
   kind: string;
   label: string;
   seq: number;
+  /** Users a posted message mentions. */
+  mentions?: string[];
 }
 
 interface Pending {

@@ -640,6 +640,7 @@ mod tests {
             text: "hi".into(),
             attachments: vec![],
             reply_to: None,
+            mentions: vec![],
         });
         log.push(EventData::RxEdited {
             changes: vec![articula_protocol::RxFieldValue {
@@ -667,6 +668,7 @@ mod tests {
                 text: "x".into(),
                 attachments: vec![],
                 reply_to: None,
+                mentions: vec![],
             });
         }
         let state = CaseState::from_log(&log.events).unwrap_or_else(|| unreachable!());

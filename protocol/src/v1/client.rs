@@ -2,7 +2,7 @@ use serde::{Deserialize, Serialize};
 
 use super::domain::{CaseStatus, Decision, RxChange};
 use super::event::double_option;
-use super::ids::{ApprovalId, CaseId, FileId, MessageId, OrgId, ProposalId};
+use super::ids::{ApprovalId, CaseId, FileId, MessageId, OrgId, ProposalId, UserId};
 
 /// Declares a family of frames: the enum (serde: `"type"` + `"data"`), the wire name of each
 /// variant, and the table the decoder dispatches on. One list, so encoding, decoding and the
@@ -186,6 +186,10 @@ pub struct PostMessage {
     /// The message answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<MessageId>,
+    /// People the message mentions (`@Name` in its text): at most 20, each counted in that
+    /// person's unread mentions and told in their inbox.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<UserId>,
 }
 
 /// `edit_message`.

@@ -57,6 +57,9 @@ pub enum EventData {
         /// The message it answers.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<MessageId>,
+        /// People it mentions.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mentions: Vec<UserId>,
     },
     /// A chat message was edited by its author.
     MessageEdited {

@@ -160,6 +160,9 @@ pub struct Inbox {
     pub actor: UserId,
     /// When, milliseconds since the Unix epoch.
     pub at: i64,
+    /// For `message_posted`: the people the message mentions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<UserId>,
 }
 
 /// `resync`.

@@ -3,7 +3,7 @@
 
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import * as api from '../api';
-import { StatusBadge, DueDate } from '../components/CaseBits';
+import { StatusBadge, DueDate, UnreadBadge } from '../components/CaseBits';
 import {
   boardOrgs,
   formatTime,
@@ -17,7 +17,7 @@ import {
 } from '../domain';
 import { realtime } from '../live';
 import { navigate, search } from '../router';
-import { lastItem, unseen } from '../state/inbox';
+import { lastItem, unread, unseen, type Unread } from '../state/inbox';
 import { labNames, learnFromCases, learnLabs, people } from '../state/people';
 
 type Filters = Required<Pick<api.CaseFilters, 'status' | 'q' | 'lab_id' | 'doctor_id' | 'due_before'>>;
@@ -201,7 +201,7 @@ export function CaseList({ user }: { user: Me }) {
       {cases && cases.length > 0 && (
         <ul class="case-list" aria-label="Cases">
           {cases.map((c) => (
-            <CaseRow c={c} fresh={!!unseen.value[c.id]} />
+            <CaseRow c={c} fresh={!!unseen.value[c.id]} unread={unread.value[c.id]} />
           ))}
         </ul>
       )}
@@ -209,14 +209,16 @@ export function CaseList({ user }: { user: Me }) {
   );
 }
 
-function CaseRow({ c, fresh }: { c: CaseView; fresh: boolean }) {
+function CaseRow({ c, fresh, unread }: { c: CaseView; fresh: boolean; unread?: Unread }) {
   return (
     <li class={`case-row${c.at_risk ? ' at-risk' : ''}`} data-case-id={c.id}>
       <div class="case-row-main">
         <a class="case-link" dir="auto" href={`/cases/${c.id}`}>
           {c.label}
         </a>
-        {fresh && (
+        {unread ? (
+          <UnreadBadge n={unread.count} mentions={unread.mentions} label="unread messages" testid="unread" />
+        ) : fresh && (
           <span class="dot-new" title="New activity">
             <span class="visually-hidden">New activity</span>
           </span>
