@@ -2,24 +2,11 @@
 // server will accept. The server decides; these mirrors only keep the UI from offering
 // buttons that would be refused.
 
-export type Portal = 'clinic' | 'lab';
-export type OrgKind = 'clinic' | 'lab';
-export type Role = 'doctor' | 'clinic_admin' | 'lab_tech' | 'lab_admin' | 'owner' | 'auditor';
-
-export type CaseStatus =
-  | 'draft'
-  | 'submitted'
-  | 'received'
-  | 'in_design'
-  | 'awaiting_approval'
-  | 'approved'
-  | 'in_production'
-  | 'shipped'
-  | 'delivered'
-  | 'closed'
-  | 'on_hold'
-  | 'remake_requested'
-  | 'cancelled';
+// The wire's types are generated from the protocol crate (web/src/generated/protocol.ts, kept
+// current by a test); the REST views below are written out here.
+import type { CaseStatus } from './generated/protocol';
+export type { CaseStatus, CaseSummary, FileKind, OrgKind, Portal, Role, RxChange } from './generated/protocol';
+import type { FileKind, OrgKind, Portal, Role } from './generated/protocol';
 
 export const STATUSES: CaseStatus[] = [
   'draft',
@@ -135,20 +122,6 @@ export const NOTHING_ALLOWED: Allowed = {
   transitions: [],
 };
 
-/** A board card (protocol CaseSummary). */
-export interface CaseSummary {
-  case_id: string;
-  label: string;
-  status: CaseStatus;
-  due_date: string | null;
-  at_risk: boolean;
-  last_activity: number;
-  doctor_id: string;
-  clinic_id: string;
-  lab_id: string | null;
-  seq: number;
-}
-
 export interface SessionInfo {
   id: string;
   device: string;
@@ -184,12 +157,6 @@ export interface CaseEvent {
   kind: string;
   // The kind decides the shape; the fold in state/caseRoom.ts reads it.
   data: any;
-}
-
-export interface RxChange {
-  field: string;
-  base_version: number;
-  value: string | null;
 }
 
 export interface RxConflict {
@@ -402,7 +369,6 @@ export function formatFull(ms: number): string {
 
 // ---- Files (src/http/files.rs, src/files/sniff.rs) ----
 
-export type FileKind = 'scan' | 'photo' | 'design' | 'voice_note' | 'document';
 export const FILE_KINDS: FileKind[] = ['scan', 'photo', 'design', 'voice_note', 'document'];
 
 export const KIND_LABEL: Record<FileKind, string> = {
