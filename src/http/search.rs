@@ -44,7 +44,7 @@ pub struct SearchQuery {
 /// lab) of the cases the caller may see. Deleted messages are never found; an edited message
 /// by its current text.
 #[utoipa::path(get, path = "/api/v1/search", tag = "cases", params(SearchQuery),
-    responses((status = 200, body = SearchPage), (status = 400, description = "`validation_failed`: no words, too long, bad limit or offset")),
+    responses((status = 200, body = SearchPage), (status = 422, description = "`validation_failed`: no words, too long, bad limit or offset")),
     security(("bearer" = [])))]
 pub async fn search(
     caller: Caller,

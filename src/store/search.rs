@@ -188,7 +188,7 @@ const SQLITE_HITS: &str = "SELECT d.kind, d.ref_id, d.case_id, d.field, d.seq, d
 
 const PG_HITS: &str = "SELECT d.kind, d.ref_id, d.case_id, d.field, d.seq, d.at, d.body, -ts_rank(d.tsv, q.q) AS score
     FROM search_docs d, (SELECT to_tsquery('simple', (SELECT string_agg('''' || btrim(search_fold(w)) || ''':*', ' & ')
-        FROM unnest($2::text[]) AS w WHERE btrim(search_fold(w)) <> ''))) AS q
+        FROM unnest($2::text[]) AS w WHERE btrim(search_fold(w)) <> '')) AS q) AS q
     WHERE d.tsv @@ q.q";
 
 type Row0 = (String, String, Option<String>, Option<i64>, String, Option<String>, String, String, i64);

@@ -257,7 +257,8 @@ async fn search_inside_one_case_and_its_bounds(app: TestApp) {
     let res = search_raw(&app, &w.tech, &[("q", "occlusion"), ("limit", "50")]).await;
     assert_eq!(results(&res.json::<Value>().await.unwrap()).len(), 31);
 
-    // Bad input: 400 validation_failed, and nothing is searched.
+    // Bad input: validation_failed (422, the code's status everywhere in this API), and
+    // nothing is searched.
     let long = "a".repeat(201);
     let nine = "a b c d e f g h i";
     let bad: Vec<Vec<(&str, &str)>> = vec![
@@ -277,7 +278,7 @@ async fn search_inside_one_case_and_its_bounds(app: TestApp) {
     ];
     for params in bad {
         let res = search_raw(&app, &w.tech, &params).await;
-        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{params:?}");
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{params:?}");
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["error"], "validation_failed", "{params:?}: {body}");
     }

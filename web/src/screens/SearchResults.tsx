@@ -54,7 +54,7 @@ export function SearchResults({ q }: { q: string }) {
   return (
     <section class="search-results" aria-labelledby="search-results-title">
       <h2 id="search-results-title" class="search-results-title">
-        Found in messages, Rx, files and people
+        Matches in labels, messages, Rx, files and people
       </h2>
       {!ok && <p class="muted small">Type a word (letters or digits) to search everything.</p>}
       {error && (
