@@ -134,7 +134,11 @@ pub fn snippet(body: &str, terms: &[String]) -> (String, Vec<[u32; 2]>) {
         0
     } else {
         let from = body[..first].char_indices().nth(chars_before - SNIPPET_BEFORE).map_or(0, |(i, _)| i);
-        words(&body[from..first]).next().map_or(first, |(at, _)| from + at)
+        // Not in the middle of a word: from the next word's start.
+        let mid_word = body[..from].chars().next_back().is_some_and(char::is_alphanumeric)
+            && body[from..].chars().next().is_some_and(char::is_alphanumeric);
+        let mut after = words(&body[from..first]).skip(usize::from(mid_word));
+        after.next().map_or(first, |(at, _)| from + at)
     };
     if start > first {
         start = first;
@@ -183,7 +187,8 @@ WHERE {VISIBLE} AND ($3 IS NULL OR c.id = $3)
 ORDER BY f.score, shown_at DESC, c.id, f.kind, f.ref_id, f.field
 LIMIT $4 OFFSET $5";
 
-const SQLITE_HITS: &str = "SELECT d.kind, d.ref_id, d.case_id, d.field, d.seq, d.at, d.body, bm25(search_fts) AS score
+const SQLITE_HITS: &str =
+    "SELECT d.kind, d.ref_id, d.case_id, d.field, d.seq, d.at, d.body, bm25(search_fts) AS score
     FROM search_fts JOIN search_docs d ON d.id = search_fts.rowid WHERE search_fts MATCH $2";
 
 const PG_HITS: &str = "SELECT d.kind, d.ref_id, d.case_id, d.field, d.seq, d.at, d.body, -ts_rank(d.tsv, q.q) AS score
@@ -302,7 +307,10 @@ mod tests {
 
     #[test]
     fn words_are_folded_and_split_on_anything_but_letters_and_digits() {
-        assert_eq!(query_words("  Muñoz-PÉREZ, crown_prep.stl  muñoz "), ["munoz", "perez", "crown", "prep", "stl"]);
+        assert_eq!(
+            query_words("  Muñoz-PÉREZ, crown_prep.stl  muñoz "),
+            ["munoz", "perez", "crown", "prep", "stl"]
+        );
         assert!(query_words("¡¿ -- !").is_empty());
     }
 
@@ -325,5 +333,8 @@ mod tests {
         let u: Vec<u16> = s.encode_utf16().collect();
         assert_eq!(String::from_utf16(&u[h[0][0] as usize..h[0][1] as usize]).unwrap(), "margin");
         assert!(s.find("margin").unwrap() < 60, "{s}");
+        // It starts at a word's start.
+        let (s, _) = snippet(&format!("{}margin", "abcdefghij ".repeat(10)), &["margin".into()]);
+        assert!(s.starts_with("…abcdefghij "), "{s}");
     }
 }

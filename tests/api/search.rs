@@ -26,7 +26,14 @@ async fn named_doctor(app: &TestApp, email: &str, name: &str, clinic: OrgId) -> 
 }
 
 async fn search(app: &TestApp, s: &Session, query: &str) -> Value {
-    let res = app.http.get(app.path("/api/v1/search")).query(&[("q", query)]).bearer_auth(&s.access).send().await.unwrap();
+    let res = app
+        .http
+        .get(app.path("/api/v1/search"))
+        .query(&[("q", query)])
+        .bearer_auth(&s.access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK, "search {query:?}");
     res.json().await.unwrap()
 }
@@ -46,7 +53,10 @@ fn marked(hit: &Value) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| String::from_utf16(&units[r[0].as_u64().unwrap() as usize..r[1].as_u64().unwrap() as usize]).unwrap())
+        .map(|r| {
+            String::from_utf16(&units[r[0].as_u64().unwrap() as usize..r[1].as_u64().unwrap() as usize])
+                .unwrap()
+        })
         .collect()
 }
 
@@ -66,13 +76,20 @@ async fn words_of_labels_messages_rx_files_and_people_are_found(app: TestApp) {
     let mut ws = app.ws(&ortiz, Codec::Json).await;
     ws.subscribe(case, 0).await;
     let (seq, message) = post_message(&mut ws, case, "Please check the margin on the distal side").await;
-    ws.call(ClientBody::EditRx(EditRx {
-        case_id: case,
-        changes: vec![RxChange { field: "notes".into(), base_version: 0, value: Some("Patient grinds at night, reinforce the cusp".into()) }],
-    }))
-    .await
-    .unwrap();
-    let file = app.upload(&ortiz, case, "Preparación_superior.stl", Some("scan"), &crate::files::stl(500), 1).await;
+    let rx_seq = ws
+        .call(ClientBody::EditRx(EditRx {
+            case_id: case,
+            changes: vec![RxChange {
+                field: "notes".into(),
+                base_version: 0,
+                value: Some("Patient grinds at night, reinforce the cusp".into()),
+            }],
+        }))
+        .await
+        .unwrap()
+        .unwrap();
+    let file =
+        app.upload(&ortiz, case, "Preparación_superior.stl", Some("scan"), &crate::files::stl(500), 1).await;
 
     // A word of a message, found by its start; the result leads to the message.
     let v = search(&app, &ortiz, "marg").await;
@@ -99,7 +116,12 @@ async fn words_of_labels_messages_rx_files_and_people_are_found(app: TestApp) {
     }
     // The lab's and the clinic's names.
     let v = search(&app, &w.tech, "precise").await;
-    assert!(results(&v).iter().any(|h| h["kind"] == "person" && h["role"] == "lab" && h["case_id"] == case.to_string()), "{v}");
+    assert!(
+        results(&v)
+            .iter()
+            .any(|h| h["kind"] == "person" && h["role"] == "lab" && h["case_id"] == case.to_string()),
+        "{v}"
+    );
     let v = search(&app, &ortiz, "smile clinic").await;
     assert!(results(&v).iter().any(|h| h["role"] == "clinic" && h["case_id"] == case.to_string()), "{v}");
 
@@ -110,6 +132,26 @@ async fn words_of_labels_messages_rx_files_and_people_are_found(app: TestApp) {
     assert_eq!(hits[0]["kind"], "rx");
     assert_eq!(hits[0]["field"], "notes");
     assert_eq!(marked(&hits[0]), ["grinds"]);
+
+    // A lab proposal's note.
+    let mut lab = app.ws(&w.tech, Codec::Json).await;
+    lab.call(ClientBody::ProposeRx(ProposeRx {
+        case_id: case,
+        changes: vec![RxChange {
+            field: "notes".into(),
+            base_version: rx_seq,
+            value: Some("Reinforce the cusp".into()),
+        }],
+        note: Some("Bruxism: a thicker occlusal layer".into()),
+    }))
+    .await
+    .unwrap();
+    let v = search(&app, &ortiz, "bruxism").await;
+    let hits = results(&v);
+    assert_eq!(hits.len(), 1, "{v}");
+    assert_eq!(hits[0]["kind"], "rx");
+    assert_eq!(hits[0]["field"], Value::Null);
+    assert_eq!(hits[0]["snippet"], "Bruxism: a thicker occlusal layer");
 
     // A file name, split at punctuation, without regard to accents or case.
     for q in ["preparacion", "SUPERIOR", "Preparación stl"] {
@@ -153,12 +195,19 @@ async fn deleted_text_is_never_found_and_edited_text_only_by_its_new_words(app: 
     assert_eq!(results(&search(&app, &w.tech, "greyish").await).len(), 1);
 
     ws.call(ClientBody::DeleteMessage(MessageRef { case_id: case, message_id: gone })).await.unwrap();
-    ws.call(ClientBody::EditMessage(EditMessage { case_id: case, message_id: edited, text: "pontic slimmer now".into() }))
-        .await
-        .unwrap();
+    ws.call(ClientBody::EditMessage(EditMessage {
+        case_id: case,
+        message_id: edited,
+        text: "pontic slimmer now".into(),
+    }))
+    .await
+    .unwrap();
     for s in [&w.doctor, &w.tech, &w.admin] {
         assert!(results(&search(&app, s, "greyish").await).is_empty(), "a deleted message was found");
-        assert!(results(&search(&app, s, "bulky").await).is_empty(), "an edited message was found by its old text");
+        assert!(
+            results(&search(&app, s, "bulky").await).is_empty(),
+            "an edited message was found by its old text"
+        );
         let v = search(&app, s, "slimmer").await;
         let hits = results(&v);
         assert_eq!(hits.len(), 1, "{v}");
@@ -166,7 +215,11 @@ async fn deleted_text_is_never_found_and_edited_text_only_by_its_new_words(app: 
         assert_eq!(hits[0]["snippet"], "pontic slimmer now");
     }
     // The index holds no deleted text at all (not only hidden from results).
-    assert_eq!(app.count("SELECT COUNT(*) FROM search_docs WHERE body LIKE '%greyish%' OR body LIKE '%bulky%'").await, 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM search_docs WHERE body LIKE '%greyish%' OR body LIKE '%bulky%'")
+            .await,
+        0
+    );
 }
 
 async fn nothing_of_a_case_is_found_by_who_may_not_see_it(app: TestApp) {
@@ -250,7 +303,8 @@ async fn search_inside_one_case_and_its_bounds(app: TestApp) {
     let rest: Value = res.json().await.unwrap();
     assert_eq!(results(&rest).len(), 11);
     assert_eq!(rest["next_offset"], Value::Null);
-    let mut seen: Vec<String> = results(&v).iter().chain(results(&rest)).map(|h| h["message_id"].to_string()).collect();
+    let mut seen: Vec<String> =
+        results(&v).iter().chain(results(&rest)).map(|h| h["message_id"].to_string()).collect();
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 31, "pages overlap");
@@ -290,4 +344,71 @@ async fn search_inside_one_case_and_its_bounds(app: TestApp) {
     // Without a session: 401.
     let res = app.http.get(app.path("/api/v1/search?q=crown")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Rows written before the search migration, as a server of the previous version left them.
+const OLD_ROWS: &[&str] = &[
+    "INSERT INTO orgs (id, name, kind, created_at) VALUES ('00000000-0000-4000-8000-000000000001', 'Clínica Muñoz', 'clinic', 1)",
+    "INSERT INTO users (id, email, name, status, created_at) VALUES ('00000000-0000-4000-8000-000000000002', 'old@t.test', 'Dr. Rosa Ibáñez', 'active', 1)",
+    "INSERT INTO memberships (user_id, org_id, role, created_at) VALUES ('00000000-0000-4000-8000-000000000002', '00000000-0000-4000-8000-000000000001', 'doctor', 1)",
+    "INSERT INTO cases (id, clinic_id, doctor_id, label, status, created_at, last_activity, last_seq)
+       VALUES ('00000000-0000-4000-8000-000000000003', '00000000-0000-4000-8000-000000000001', '00000000-0000-4000-8000-000000000002', 'Inlay 36 legacy', 'draft', 1, 5, 4)",
+    "INSERT INTO messages (id, case_id, seq, author_id, text, created_at) VALUES
+       ('00000000-0000-4000-8000-000000000004', '00000000-0000-4000-8000-000000000003', 2, '00000000-0000-4000-8000-000000000002', 'the contact point is tight', 2),
+       ('00000000-0000-4000-8000-000000000005', '00000000-0000-4000-8000-000000000003', 3, '00000000-0000-4000-8000-000000000002', 'withdrawn remark', 3)",
+    "UPDATE messages SET deleted_at = 4 WHERE id = '00000000-0000-4000-8000-000000000005'",
+    "INSERT INTO rx_fields (case_id, field, value, version, updated_by, updated_at) VALUES
+       ('00000000-0000-4000-8000-000000000003', 'notes', 'onlay if the wall is thin', 4, '00000000-0000-4000-8000-000000000002', 4)",
+];
+
+#[actix_web::test]
+async fn rows_older_than_the_index_are_found_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::migrate!("./migrations/sqlite").run_to(15, &pool).await.unwrap();
+        for q in OLD_ROWS {
+            sqlx::query(sqlx::AssertSqlSafe(*q)).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    rows_older_than_the_index_are_found(spawn_app_on(&url, |_| {}).await).await;
+}
+
+#[actix_web::test]
+async fn rows_older_than_the_index_are_found_postgres() {
+    let url = fresh_pg_db();
+    {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::migrate!("./migrations/postgres").run_to(15, &pool).await.unwrap();
+        for q in OLD_ROWS {
+            sqlx::query(sqlx::AssertSqlSafe(*q)).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    rows_older_than_the_index_are_found(spawn_app_on(&url, |_| {}).await).await;
+}
+
+/// The migration filled the index: the label, a message, an Rx note, the doctor and the clinic
+/// of a case written before it are found; the message deleted before it is not.
+async fn rows_older_than_the_index_are_found(app: TestApp) {
+    let doctor: UserId = "00000000-0000-4000-8000-000000000002".parse().unwrap();
+    let find = |q: &'static str| {
+        let db = app.state.db.clone();
+        async move {
+            let page =
+                db.search(doctor, &articula::store::search::query_words(q), None, 20, 0).await.unwrap();
+            page.results
+                .iter()
+                .map(|h| serde_json::to_value(h).unwrap()["kind"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(find("legacy").await, ["label"]);
+    assert_eq!(find("contact tight").await, ["message"]);
+    assert_eq!(find("thin wall").await, ["rx"]);
+    assert_eq!(find("ibanez").await, ["person"]);
+    assert_eq!(find("munoz").await, ["person"]);
+    assert!(find("withdrawn").await.is_empty(), "a message deleted before the migration is found");
 }

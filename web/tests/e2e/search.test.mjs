@@ -46,6 +46,11 @@ for (const [name, viewport] of [
     const msg = page.locator('.msg[data-message-id]', { hasText: text });
     await msg.waitFor();
     const id = await msg.getAttribute('data-message-id');
+    // Markup in a message is text, in the conversation and in search results alike.
+    const markup = `<img src=x onerror="window.__xss=1"><b>bold${tag}</b>`;
+    await box.fill(markup);
+    await box.press('Enter');
+    await page.locator('.msg[data-message-id]', { hasText: markup }).waitFor();
     for (let i = 0; i < 25; i++) {
       await box.fill(`Filler ${name} ${i}`);
       await box.press('Enter');
@@ -75,6 +80,13 @@ for (const [name, viewport] of [
     const box1 = await hit.boundingBox();
     assert.ok(box1 && box1.y >= 0 && box1.y + box1.height <= viewport.height, `the result is off screen: ${JSON.stringify(box1)}`);
     await screenshot(page, `search-results-${name}`);
+
+    await searchBox.fill(`bold${tag}`);
+    const markupHit = results.locator('.hit', { hasText: `bold${tag}` });
+    await markupHit.waitFor();
+    assert.equal(await markupHit.locator('.hit-snippet').textContent(), markup);
+    assert.equal(await results.locator('img, b').count(), 0, 'a snippet was rendered as HTML');
+    assert.equal(await page.evaluate(() => window.__xss), undefined);
 
     // The doctor's name.
     await searchBox.fill('Ortiz');
