@@ -19,6 +19,7 @@ import { realtime } from '../live';
 import { navigate, search } from '../router';
 import { lastItem, unread, unseen, type Unread } from '../state/inbox';
 import { labNames, learnFromCases, learnLabs, people } from '../state/people';
+import { SearchResults } from './SearchResults';
 
 type Filters = Required<Pick<api.CaseFilters, 'status' | 'q' | 'lab_id' | 'doctor_id' | 'due_before'>>;
 
@@ -148,7 +149,7 @@ export function CaseList({ user }: { user: Me }) {
       <form class="filters" role="search" onSubmit={(e) => e.preventDefault()}>
         <label class="field field-grow">
           <span>Search</span>
-          <input type="search" placeholder="Label contains…" value={qInput} onInput={(e) => setQInput(e.currentTarget.value)} />
+          <input type="search" placeholder="Words in labels, messages, Rx, files, names…" maxLength={200} value={qInput} onInput={(e) => setQInput(e.currentTarget.value)} />
         </label>
         <label class="field">
           <span>Status</span>
@@ -191,11 +192,13 @@ export function CaseList({ user }: { user: Me }) {
           </button>
         )}
       </form>
+      {filters.q && <SearchResults q={filters.q} />}
       {error && (
         <p class="error" role="alert">
           {error}
         </p>
       )}
+      {filters.q && cases && <h2 class="search-results-title">Cases whose label contains “<bdi>{filters.q}</bdi>”</h2>}
       {cases === null && !error && <p role="status">Loading cases…</p>}
       {cases && cases.length === 0 && <p class="empty">{anyFilter ? 'No case matches these filters.' : 'No cases yet.'}</p>}
       {cases && cases.length > 0 && (

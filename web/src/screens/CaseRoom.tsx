@@ -16,6 +16,7 @@ import { Approvals } from './case/Approvals';
 import { Chat } from './case/Chat';
 import { Details } from './case/Details';
 import { Files } from './case/Files';
+import { RoomSearch } from './case/RoomSearch';
 import { RxPanel } from './case/RxPanel';
 import { StatusControl } from './case/StatusControl';
 
@@ -111,6 +112,7 @@ export function CaseRoomScreen({ id, user }: { id: string; user: Me }) {
           <Presence r={r} me={user.id} />
         </div>
         <StatusControl r={r} access={access} />
+        <RoomSearch r={r} />
       </header>
       <div class="tabs" role="tablist" aria-label="Case sections">
         {tabs.map((t) => (
