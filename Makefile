@@ -6,7 +6,7 @@ VENV := $(HOME)/.cache/articula/venv
 BIN := $(CARGO_TARGET_DIR)/release/articula
 WEB_STAMP := web/node_modules/.installed
 
-.PHONY: build run test test-rust test-loadtests test-clients test-web web web-deps test-deps lint fmt clean-test-dbs bench screenshots
+.PHONY: generate build run test test-rust test-loadtests test-clients test-web web web-deps test-deps lint fmt clean-test-dbs bench screenshots
 
 ## build: web assets and the release binary
 build: web
@@ -41,6 +41,11 @@ $(WEB_DIST): $(WEB_STAMP) $(WEB_SRC)
 	touch $@
 
 web: $(WEB_DIST)
+
+## generate: rewrite the files generated from the Rust code (the wire's TypeScript types);
+## `make test` fails while one of them is stale
+generate:
+	ARTICULA_UPDATE_GENERATED=1 cargo test --locked -p articula-protocol --test typescript
 
 ## test: install what the tests need, then run every test
 test: test-deps web lint test-rust test-loadtests test-clients test-web

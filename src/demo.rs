@@ -166,6 +166,7 @@ fn say(case_id: CaseId, text: &str) -> CaseCommand {
         text: text.to_owned(),
         attachments: Vec::new(),
         reply_to: None,
+        mentions: vec![],
     })
 }
 

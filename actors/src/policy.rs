@@ -288,6 +288,45 @@ impl CaseAccess {
     }
 }
 
+/// Whether `access` may route a case in `status` to another lab: clinic admins route drafts and
+/// submitted cases, a doctor chooses the lab of their own draft (the case actor's `update_case`
+/// decides with the same rule and says why it refused).
+pub fn may_route(access: &CaseAccess, status: CaseStatus) -> bool {
+    let role = access.clinic_admin || (access.doctor && status == CaseStatus::Draft);
+    role && matches!(status, CaseStatus::Draft | CaseStatus::Submitted)
+}
+
+/// Every status, in workflow order (what [`allowed_transitions`] tries).
+pub const STATUS_ORDER: [CaseStatus; 13] = [
+    CaseStatus::Draft,
+    CaseStatus::Submitted,
+    CaseStatus::Received,
+    CaseStatus::InDesign,
+    CaseStatus::AwaitingApproval,
+    CaseStatus::Approved,
+    CaseStatus::InProduction,
+    CaseStatus::Shipped,
+    CaseStatus::Delivered,
+    CaseStatus::Closed,
+    CaseStatus::RemakeRequested,
+    CaseStatus::OnHold,
+    CaseStatus::Cancelled,
+];
+
+/// The statuses `access` may move a case to now: exactly those [`check_transition`] accepts,
+/// so that clients offer what the server would do and nothing else.
+pub fn allowed_transitions(
+    access: &CaseAccess,
+    from: CaseStatus,
+    before_hold: Option<CaseStatus>,
+    has_lab: bool,
+) -> Vec<CaseStatus> {
+    STATUS_ORDER
+        .into_iter()
+        .filter(|to| check_transition(access, from, *to, before_hold, has_lab).is_ok())
+        .collect()
+}
+
 /// Which side may make a transition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Side {
@@ -465,6 +504,35 @@ mod tests {
         assert!(check_transition(&admin(), InDesign, Cancelled, None, true).is_ok());
         assert!(check_transition(&tech(), InDesign, Cancelled, None, true).is_err());
         assert!(check_transition(&admin(), InProduction, Cancelled, None, true).is_err());
+    }
+
+    #[test]
+    fn the_allowed_list_offers_each_side_only_its_own_steps() {
+        let d = doctor();
+        let t = tech();
+        assert_eq!(allowed_transitions(&d, Draft, None, true), vec![Submitted, OnHold, Cancelled]);
+        assert_eq!(allowed_transitions(&d, Draft, None, false), vec![OnHold, Cancelled]);
+        assert_eq!(allowed_transitions(&t, Submitted, None, true), vec![Received, OnHold]);
+        assert_eq!(allowed_transitions(&t, InProduction, None, true), vec![Shipped, OnHold]);
+        assert_eq!(allowed_transitions(&d, InProduction, None, true), vec![OnHold]);
+        assert_eq!(allowed_transitions(&d, Shipped, None, true), vec![Delivered, OnHold]);
+        assert_eq!(allowed_transitions(&t, OnHold, Some(InDesign), true), vec![InDesign]);
+        assert!(allowed_transitions(&d, Closed, None, true).is_empty());
+        assert!(!allowed_transitions(&d, AwaitingApproval, None, true).contains(&Approved));
+        assert!(!allowed_transitions(&t, InDesign, None, true).contains(&AwaitingApproval));
+        assert!(allowed_transitions(&t, AwaitingApproval, None, true).contains(&InDesign));
+        // A grant alone moves nothing.
+        let granted = CaseAccess { granted: Caps::of(&Capability::ALL), ..Default::default() };
+        assert!(allowed_transitions(&granted, InDesign, None, true).is_empty());
+    }
+
+    #[test]
+    fn routing_is_the_clinic_admins_and_a_doctors_own_draft() {
+        assert!(may_route(&admin(), Submitted));
+        assert!(may_route(&doctor(), Draft));
+        assert!(!may_route(&doctor(), Submitted));
+        assert!(!may_route(&admin(), Received));
+        assert!(!may_route(&tech(), Draft));
     }
 
     #[test]

@@ -296,6 +296,7 @@ fn publish(room: &Room, case_id: CaseId, actor: UserId, text: String, ring: usiz
         text,
         attachments: Vec::new(),
         reply_to: None,
+        mentions: vec![],
     };
     let msg = ServerMessage::from(ServerBody::Event(Event { case_id, seq, at, actor, data }));
     let json = Utf8Bytes::try_from(Codec::Json.encode_server(&msg)?)?;

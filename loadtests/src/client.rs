@@ -360,6 +360,7 @@ pub fn post_frame(wire: Wire, id: &str, case_id: CaseId) -> Result<Message> {
                 text,
                 attachments: Vec::new(),
                 reply_to: None,
+                mentions: vec![],
             });
             encode(codec, &ClientMessage::new(id, body))
         }
@@ -391,6 +392,7 @@ mod tests {
             text: "t=1790000000123456789".into(),
             attachments: Vec::new(),
             reply_to: None,
+            mentions: vec![],
         };
         let msg =
             ServerMessage::from(ServerBody::Event(Event { case_id, seq, at: 1, actor: UserId::new(), data }));

@@ -27,6 +27,7 @@ fn client_examples() -> Vec<(&'static str, ClientMessage)> {
                 text: "Shade A2 confirmed, see photo".into(),
                 attachments: vec![id(7)],
                 reply_to: None,
+                mentions: vec![],
             }),
         ),
         c(
@@ -157,6 +158,7 @@ fn event_examples() -> Vec<(&'static str, ServerMessage)> {
                     text: "Shade A2 confirmed".into(),
                     attachments: vec![],
                     reply_to: None,
+                    mentions: vec![],
                 },
             ),
         ),
@@ -317,6 +319,7 @@ fn server_examples() -> Vec<(&'static str, ServerMessage)> {
                 kind: "message_posted".into(),
                 actor: id(4),
                 at: 1_790_000_000_000,
+                mentions: vec![],
             }),
         ),
         s(

@@ -116,8 +116,12 @@ pub fn event_summary(case: CaseId, data: &EventData) -> (String, Value) {
         EventData::StatusChanged { from, to, reason } => {
             (case_target, json!({"from": from, "to": to, "with_reason": reason.is_some()}))
         }
-        EventData::MessagePosted { message_id, attachments, reply_to, .. } => {
-            (format!("message:{message_id}"), json!({"attachments": attachments, "reply_to": reply_to}))
+        EventData::MessagePosted { message_id, attachments, reply_to, mentions, .. } => {
+            let mut d = json!({"attachments": attachments, "reply_to": reply_to});
+            if !mentions.is_empty() {
+                d["mentions"] = json!(mentions);
+            }
+            (format!("message:{message_id}"), d)
         }
         EventData::MessageEdited { message_id, .. } | EventData::MessageDeleted { message_id } => {
             (format!("message:{message_id}"), json!({}))

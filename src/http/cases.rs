@@ -16,7 +16,7 @@ use super::resource;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::cases::{BoardScope, CaseFilter, CaseView, Participant};
+use crate::store::cases::{BoardScope, CaseFilter, CaseView, Participant, UnreadCase};
 use crate::store::events::{ApprovalView, MessageView, ProposalView, RxFieldView};
 use crate::store::users::Org;
 
@@ -24,6 +24,7 @@ use crate::store::users::Org;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/labs").route(web::get().to(labs)))
         .service(resource("/board").route(web::get().to(board)))
+        .service(resource("/unread").route(web::get().to(unread)))
         .service(resource("/cases").route(web::get().to(list)).route(web::post().to(create)))
         .service(resource("/cases/{id}").route(web::get().to(get)).route(web::patch().to(update)))
         .service(resource("/cases/{id}/status").route(web::post().to(set_status)))
@@ -223,13 +224,92 @@ async fn ensure_lab(app: &AppState, lab: OrgId) -> Result<(), ApiError> {
 
 /// One case.
 #[utoipa::path(get, path = "/api/v1/cases/{id}", tag = "cases", params(("id" = String, Path)),
-    responses((status = 200, body = CaseView), (status = 404)), security(("bearer" = [])))]
+    responses((status = 200, body = CaseDetail), (status = 404)), security(("bearer" = [])))]
 pub async fn get(
     caller: Caller,
     app: web::Data<AppState>,
     id: web::Path<CaseId>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(view(&app, caller.user_id, id.into_inner()).await?))
+    let case_id = id.into_inner();
+    let view = view(&app, caller.user_id, case_id).await?;
+    let access = app.db.case_access(caller.user_id, case_id).await?;
+    let owner = app
+        .db
+        .memberships(caller.user_id)
+        .await?
+        .iter()
+        .any(|m| m.org_id == view.clinic_id && m.role == Role::Owner);
+    let allowed = access.map(|mut a| {
+        a.clinic_owner = owner;
+        Allowed::of(&a, &view)
+    });
+    Ok(HttpResponse::Ok().json(CaseDetail { view, allowed: allowed.unwrap_or_default() }))
+}
+
+/// One case, with what the caller may do in it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CaseDetail {
+    /// The case.
+    #[serde(flatten)]
+    pub view: CaseView,
+    /// What the caller may do in the case now.
+    pub allowed: Allowed,
+}
+
+/// What the caller may do in a case now, computed by the same policy code that decides their
+/// commands (actors/src/policy.rs): clients offer these and nothing else. A change of status,
+/// lab or grants changes it; clients read the case again after such events.
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct Allowed {
+    /// Post, edit and delete their messages; mark read.
+    pub chat: bool,
+    /// Add files.
+    pub upload: bool,
+    /// Edit and sign the Rx, decide the lab's proposals.
+    pub prescribe: bool,
+    /// Propose Rx changes and request design approvals (the lab's side).
+    pub propose: bool,
+    /// Approve or reject designs.
+    pub approve: bool,
+    /// Give and take grants.
+    pub manage: bool,
+    /// Change the label and due date (the clinic's side).
+    pub update: bool,
+    /// Route the case to another lab.
+    pub route: bool,
+    /// The side the caller acts for: `clinic`, `lab`, or none (a grant only).
+    pub side: Option<&'static str>,
+    /// Statuses the caller may move the case to now, in workflow order.
+    #[schema(value_type = Vec<String>)]
+    pub transitions: Vec<CaseStatus>,
+}
+
+impl Allowed {
+    fn of(a: &articula_actors::CaseAccess, v: &CaseView) -> Self {
+        Self {
+            chat: a.may_chat(),
+            upload: a.may_upload(),
+            prescribe: a.may_prescribe(),
+            propose: a.lab_side(),
+            approve: a.may_approve(),
+            manage: a.may_manage(),
+            update: a.clinic_side() && !v.status.is_terminal(),
+            route: articula_actors::policy::may_route(a, v.status),
+            side: if a.clinic_side() {
+                Some("clinic")
+            } else if a.lab_side() {
+                Some("lab")
+            } else {
+                None
+            },
+            transitions: articula_actors::policy::allowed_transitions(
+                a,
+                v.status,
+                v.status_before_hold,
+                v.lab_id.is_some(),
+            ),
+        }
+    }
 }
 
 /// Metadata changes; absent fields stay, `null` clears.
@@ -455,6 +535,21 @@ pub async fn participants(
     let case_id = id.into_inner();
     require_access(&app, caller.user_id, case_id).await?;
     Ok(HttpResponse::Ok().json(app.db.participants(case_id).await?))
+}
+
+/// Unread messages.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UnreadView {
+    /// Cases the caller may see that have messages by others after the caller's read mark,
+    /// most recently active first (at most 500).
+    pub cases: Vec<UnreadCase>,
+}
+
+/// Unread messages per case, from the caller's read marks (`mark_read` on the socket), and how
+/// many of them mention the caller. Clients keep it current with `inbox` frames.
+#[utoipa::path(get, path = "/api/v1/unread", tag = "cases", responses((status = 200, body = UnreadView)), security(("bearer" = [])))]
+pub async fn unread(caller: Caller, app: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(UnreadView { cases: app.db.unread(caller.user_id).await? }))
 }
 
 /// Which board.

@@ -12,6 +12,7 @@ pub mod labels;
 pub mod notices;
 pub mod openapi;
 pub mod orgs;
+pub mod search;
 pub mod wellknown;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
@@ -119,6 +120,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
                 .configure(orgs::routes)
                 .configure(notices::routes)
                 .configure(audit::routes)
+                .configure(search::routes)
                 .service(resource("/ws").route(web::get().to(crate::ws::endpoint)))
                 .default_service(web::to(not_found)),
         )

@@ -4,7 +4,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, auth, cases, files, grants, health, labels, notices, orgs, wellknown};
+use super::{audit, auth, cases, files, grants, health, labels, notices, orgs, search, wellknown};
 use crate::uploads::tus;
 
 struct BearerAuth;
@@ -33,8 +33,9 @@ impl Modify for BearerAuth {
         health::healthz, health::metrics,
         auth::login, auth::refresh, auth::logout, auth::logout_all, auth::sessions, auth::end_session,
         auth::accept_invitation, auth::me,
-        cases::labs, cases::board, cases::list, cases::create, cases::get, cases::update, cases::set_status,
+        cases::labs, cases::board, cases::unread, cases::list, cases::create, cases::get, cases::update, cases::set_status,
         cases::events, cases::messages, cases::rx, cases::rx_history, cases::approvals, cases::participants,
+        search::search,
         files::list, files::link, files::content,
         grants::list, grants::give, grants::revoke, grants::grantable, labels::names,
         orgs::members, orgs::remove_role, orgs::end_sessions,

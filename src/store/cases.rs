@@ -47,6 +47,23 @@ pub fn visible(db: &Db) -> String {
     VISIBLE.replace("{NOW}", now_sql(db))
 }
 
+/// At most this many cases in an unread answer (the newest first).
+pub const UNREAD_CASES: i64 = 500;
+
+/// Unread messages in one case (`GET /api/v1/unread`).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct UnreadCase {
+    /// The case.
+    #[schema(value_type = String)]
+    pub case_id: CaseId,
+    /// Messages by others after the caller's read mark (deleted ones do not count).
+    pub unread: u64,
+    /// Of those, the ones that mention the caller.
+    pub mentions: u64,
+    /// The caller's read mark (0: never read).
+    pub read_seq: u64,
+}
+
 /// A case as the REST API shows it.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct CaseView {
@@ -437,6 +454,43 @@ impl Db {
             .bind(f.offset)
             .fetch_all(pool).await?
             .iter().map(|r| view_from_row(r, today)).collect()
+        })
+    }
+
+    /// Unread messages per case for `user`: messages by others after the user's read mark, not
+    /// deleted, in the cases the user may see now (filtered in the query, like every read), and
+    /// how many of them mention the user. Only cases with unread messages, most recent first, at
+    /// most [`UNREAD_CASES`]. The cost is the unread messages' index entries, not the history.
+    pub async fn unread(&self, user: UserId) -> Result<Vec<UnreadCase>, StoreError> {
+        let vis = visible(self);
+        let uid = user.to_string();
+        let like = format!("%\"{uid}\"%");
+        with_db!(self, pool => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT c.id AS case_id, COUNT(m.id) AS unread,
+                        SUM(CASE WHEN m.mentions LIKE $2 THEN 1 ELSE 0 END) AS mentions,
+                        MAX(COALESCE(rm.seq, 0)) AS read_seq
+                 FROM cases c
+                 LEFT JOIN read_marks rm ON rm.case_id = c.id AND rm.user_id = $1
+                 JOIN messages m ON m.case_id = c.id AND m.seq > COALESCE(rm.seq, 0)
+                      AND m.author_id <> $1 AND m.deleted_at IS NULL
+                 WHERE c.last_seq > COALESCE(rm.seq, 0) AND {vis}
+                 GROUP BY c.id
+                 ORDER BY MAX(m.created_at) DESC, c.id LIMIT {UNREAD_CASES}"
+            )))
+            .bind(uid.as_str())
+            .bind(like.as_str())
+            .fetch_all(pool).await?
+            .iter()
+            .map(|r| {
+                Ok(UnreadCase {
+                    case_id: parse(&r.try_get::<String, _>("case_id")?, "case id")?,
+                    unread: r.try_get::<i64, _>("unread")? as u64,
+                    mentions: r.try_get::<Option<i64>, _>("mentions")?.unwrap_or(0) as u64,
+                    read_seq: r.try_get::<i64, _>("read_seq")? as u64,
+                })
+            })
+            .collect()
         })
     }
 

@@ -81,6 +81,8 @@ pub struct MessageView {
     pub attachments: Vec<String>,
     /// Message replied to.
     pub reply_to: Option<String>,
+    /// Users the message mentions.
+    pub mentions: Vec<String>,
     /// Posted (ms).
     pub created_at: i64,
     /// Last edited (ms).
@@ -280,7 +282,7 @@ impl Db {
     ) -> Result<Vec<MessageView>, StoreError> {
         let mut rows: Vec<MessageView> = with_db!(self, pool => {
             sqlx::query(
-                "SELECT id, seq, author_id, text, attachments, reply_to, created_at, edited_at, deleted_at FROM messages
+                "SELECT id, seq, author_id, text, attachments, reply_to, mentions, created_at, edited_at, deleted_at FROM messages
                  WHERE case_id = $1 AND ($2 IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3",
             )
             .bind(case.to_string()).bind(before_seq.map(|s| s as i64)).bind(limit)
@@ -296,6 +298,7 @@ impl Db {
                     text: if deleted_at.is_some() { None } else { Some(r.try_get("text")?) },
                     attachments: if deleted_at.is_some() { Vec::new() } else { serde_json::from_str(&attachments).unwrap_or_default() },
                     reply_to: r.try_get("reply_to")?,
+                    mentions: serde_json::from_str(&r.try_get::<String, _>("mentions")?).unwrap_or_default(),
                     created_at: r.try_get("created_at")?,
                     edited_at: r.try_get("edited_at")?,
                     deleted_at,
@@ -502,12 +505,12 @@ impl Db {
             }
             // Chat messages, the bulk of the traffic: also one insert per chunk.
             let posted: Vec<_> = events.iter().filter_map(|(e, _)| match &e.data {
-                EventData::MessagePosted { message_id, text, attachments, reply_to } => Some((e, message_id, text, attachments, reply_to)),
+                EventData::MessagePosted { message_id, text, attachments, reply_to, mentions } => Some((e, message_id, text, attachments, reply_to, mentions)),
                 _ => None,
             }).collect();
             for chunk in posted.chunks(500) {
-                let mut qb = sqlx::QueryBuilder::new("INSERT INTO messages (id, case_id, seq, author_id, text, attachments, reply_to, created_at) ");
-                qb.push_values(chunk, |mut b, (e, id, text, attachments, reply_to)| {
+                let mut qb = sqlx::QueryBuilder::new("INSERT INTO messages (id, case_id, seq, author_id, text, attachments, reply_to, created_at, mentions) ");
+                qb.push_values(chunk, |mut b, (e, id, text, attachments, reply_to, mentions)| {
                     b.push_bind(id.to_string())
                         .push_bind(e.case_id.to_string())
                         .push_bind(e.seq as i64)
@@ -515,7 +518,8 @@ impl Db {
                         .push_bind(text.as_str())
                         .push_bind(serde_json::to_string(attachments).unwrap_or_else(|_| "[]".into()))
                         .push_bind(reply_to.map(|r| r.to_string()))
-                        .push_bind(e.at);
+                        .push_bind(e.at)
+                        .push_bind(serde_json::to_string(mentions).unwrap_or_else(|_| "[]".into()));
                 });
                 qb.build().execute(&mut *tx).await?;
             }

@@ -9,6 +9,7 @@ pub mod events;
 pub mod files;
 pub mod members;
 pub mod notices;
+pub mod search;
 pub mod sessions;
 pub mod users;
 

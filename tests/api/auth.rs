@@ -395,6 +395,7 @@ async fn chat_until(
                 text: format!("shade A{acked}"),
                 attachments: vec![],
                 reply_to: None,
+                mentions: vec![],
             });
             ws.send_with_id(id, body).await;
         }

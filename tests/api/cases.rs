@@ -15,7 +15,57 @@ both_backends!(
     metadata_changes_follow_roles,
     status_changes_follow_the_workflow,
     list_filters_and_search,
+    the_case_says_what_the_caller_may_do,
 );
+
+/// The case view carries what the caller may do now, from the server's policy (clients offer
+/// exactly that), and it follows the status and grants.
+async fn the_case_says_what_the_caller_may_do(app: TestApp) {
+    let w = app.world().await;
+    let case = app.submitted_case(&w.doctor, "Crown 11", w.lab).await;
+    let allowed = |v: Value| v["allowed"].clone();
+    let d = allowed(app.get_json(&format!("/api/v1/cases/{case}"), &w.doctor).await);
+    assert_eq!(d["side"], "clinic");
+    assert_eq!(
+        (d["chat"].clone(), d["prescribe"].clone(), d["approve"].clone(), d["propose"].clone()),
+        (json!(true), json!(true), json!(true), json!(false))
+    );
+    assert_eq!(d["transitions"], json!(["on_hold", "cancelled"]));
+    assert_eq!((d["route"].clone(), d["manage"].clone()), (json!(false), json!(true)));
+    let t = allowed(app.get_json(&format!("/api/v1/cases/{case}"), &w.tech).await);
+    assert_eq!(t["side"], "lab");
+    assert_eq!(
+        (t["prescribe"].clone(), t["approve"].clone(), t["propose"].clone()),
+        (json!(false), json!(false), json!(true))
+    );
+    assert_eq!(t["transitions"], json!(["received", "on_hold"]));
+    let a = allowed(app.get_json(&format!("/api/v1/cases/{case}"), &w.admin).await);
+    assert_eq!((a["route"].clone(), a["prescribe"].clone()), (json!(true), json!(false)));
+    // The lab receives it: the lists follow.
+    let res = app.post(&format!("/api/v1/cases/{case}/status"), &w.tech, json!({"status": "received"})).await;
+    assert_eq!(res.status(), 200);
+    let t = allowed(app.get_json(&format!("/api/v1/cases/{case}"), &w.tech).await);
+    assert_eq!(t["transitions"], json!(["in_design", "in_production", "on_hold"]));
+    let a = allowed(app.get_json(&format!("/api/v1/cases/{case}"), &w.admin).await);
+    assert_eq!(a["route"], json!(false), "a received case can no longer be re-routed");
+    // A colleague with a chat grant may chat and nothing else.
+    let res = app
+        .http
+        .put(app.path(&format!("/api/v1/cases/{case}/grants/{}", w.doctor2.user_id)))
+        .bearer_auth(&w.doctor.access)
+        .json(&json!({"capabilities": ["chat"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let g = allowed(app.get_json(&format!("/api/v1/cases/{case}"), &w.doctor2).await);
+    assert_eq!(g["side"], Value::Null);
+    assert_eq!(
+        (g["chat"].clone(), g["upload"].clone(), g["prescribe"].clone()),
+        (json!(true), json!(false), json!(false))
+    );
+    assert_eq!(g["transitions"], json!([]));
+}
 
 fn labels(v: &Value) -> Vec<String> {
     let mut l: Vec<String> =

@@ -28,7 +28,13 @@ fn with_label_names(s: &mut articula::config::Settings) {
 }
 
 fn post(case_id: CaseId, text: &str) -> ClientBody {
-    ClientBody::PostMessage(PostMessage { case_id, text: text.into(), attachments: vec![], reply_to: None })
+    ClientBody::PostMessage(PostMessage {
+        case_id,
+        text: text.into(),
+        attachments: vec![],
+        reply_to: None,
+        mentions: vec![],
+    })
 }
 
 async fn put_grant(app: &TestApp, by: &Session, case: CaseId, to: UserId, body: Value) -> reqwest::Response {

@@ -28,7 +28,13 @@ both_backends!(
 );
 
 fn post(case_id: CaseId, text: &str) -> ClientBody {
-    ClientBody::PostMessage(PostMessage { case_id, text: text.into(), attachments: vec![], reply_to: None })
+    ClientBody::PostMessage(PostMessage {
+        case_id,
+        text: text.into(),
+        attachments: vec![],
+        reply_to: None,
+        mentions: vec![],
+    })
 }
 
 fn text_of(e: &Event) -> String {
@@ -370,7 +376,7 @@ async fn seed_messages(app: &TestApp, case: CaseId, author: UserId, n: u64) -> u
                 .iter()
                 .map(|seq| {
                     let id = MessageId::new();
-                    let data = EventData::MessagePosted { message_id: id, text: format!("old {seq}"), attachments: vec![], reply_to: None };
+                    let data = EventData::MessagePosted { message_id: id, text: format!("old {seq}"), attachments: vec![], reply_to: None, mentions: vec![] };
                     (*seq, id, serde_json::to_string(&data).unwrap())
                 })
                 .collect();
@@ -535,6 +541,7 @@ async fn long_cases_start_from_a_snapshot(app: TestApp) {
         text: "re".into(),
         attachments: vec![],
         reply_to: Some(early[6]),
+        mentions: vec![],
     });
     doctor.call(reply).await.unwrap();
     let missing = ClientBody::PostMessage(PostMessage {
@@ -542,6 +549,7 @@ async fn long_cases_start_from_a_snapshot(app: TestApp) {
         text: "re".into(),
         attachments: vec![],
         reply_to: Some(MessageId::new()),
+        mentions: vec![],
     });
     assert_eq!(doctor.call(missing).await.unwrap_err().code, ErrorCode::NotFound);
     // The Rx state came back too: an edit on a stale version conflicts.

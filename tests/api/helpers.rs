@@ -577,6 +577,7 @@ impl Ws {
             text: text.into(),
             attachments: vec![],
             reply_to: None,
+            mentions: vec![],
         }))
         .await
         .expect("post")

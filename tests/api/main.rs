@@ -17,6 +17,8 @@ mod grants;
 mod hardening;
 mod org;
 mod realtime;
+mod search;
 mod security;
 mod sockets;
 mod underneath;
+mod unread;

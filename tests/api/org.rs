@@ -112,6 +112,7 @@ async fn a_removed_role_ends_case_access_at_once_and_is_audited(app: TestApp) {
         text: "still here?".into(),
         attachments: vec![],
         reply_to: None,
+        mentions: vec![],
     });
     assert_eq!(socket.call(post).await.unwrap_err().code, ErrorCode::NotFound);
     assert_eq!(app.get(&format!("/api/v1/cases/{case}"), &w.doctor).await.status(), StatusCode::NOT_FOUND);

@@ -18,7 +18,13 @@ both_backends!(
 );
 
 fn post(case_id: CaseId, text: &str) -> ClientBody {
-    ClientBody::PostMessage(PostMessage { case_id, text: text.into(), attachments: vec![], reply_to: None })
+    ClientBody::PostMessage(PostMessage {
+        case_id,
+        text: text.into(),
+        attachments: vec![],
+        reply_to: None,
+        mentions: vec![],
+    })
 }
 
 async fn commands_beyond_the_rate_limit_are_refused_per_user(app: TestApp) {

@@ -24,7 +24,13 @@ const WINDOW: usize = 8;
 const RECOVERY: Duration = Duration::from_secs(60);
 
 fn post(case_id: CaseId, text: &str) -> ClientBody {
-    ClientBody::PostMessage(PostMessage { case_id, text: text.into(), attachments: vec![], reply_to: None })
+    ClientBody::PostMessage(PostMessage {
+        case_id,
+        text: text.into(),
+        attachments: vec![],
+        reply_to: None,
+        mentions: vec![],
+    })
 }
 
 /// Settings for tests that send many commands quickly.

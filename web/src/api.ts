@@ -143,6 +143,38 @@ export const labs = () => request<Org[]>('GET', '/labs');
 export const listCases = (f: CaseFilters = {}) =>
   request<CaseView[]>('GET', `/cases${query({ ...f, limit: '500' })}`);
 export const getCase = (id: string) => request<CaseView>('GET', `/cases/${encodeURIComponent(id)}`);
+
+// ---- search ----
+
+export type SearchKind = 'label' | 'message' | 'rx' | 'file' | 'person';
+
+/** One result of `GET /search`. `snippet` is plain text (render it as text, never as HTML);
+ * `highlights` are `[start, end)` ranges of it in UTF-16 units (JavaScript string indices). */
+export interface SearchHit {
+  case_id: string;
+  case_label: string;
+  kind: SearchKind;
+  seq?: number;
+  message_id?: string;
+  file_id?: string;
+  field?: string;
+  role?: 'doctor' | 'clinic' | 'lab';
+  snippet: string;
+  highlights: [number, number][];
+  at: number;
+}
+
+export interface SearchPage {
+  results: SearchHit[];
+  next_offset: number | null;
+}
+
+/** Full-text search over the cases the user may see (only `caseId`, when given). */
+export const searchCases = (q: string, opts: { caseId?: string; offset?: number; limit?: number } = {}) =>
+  request<SearchPage>(
+    'GET',
+    `/search${query({ q, case_id: opts.caseId, offset: opts.offset ? String(opts.offset) : undefined, limit: opts.limit ? String(opts.limit) : undefined })}`,
+  );
 /** `id` (a UUID chosen by the client) makes creation idempotent: a retry returns the same case. */
 /** `label_warning: 'shown_and_kept'`: the user saw the "looks like a patient's name" warning and
  * kept the label (the server audits that, without the label). */
@@ -327,3 +359,16 @@ export const auditExportUrl = (q: AuditQuery, format: 'csv' | 'jsonl') =>
   `${BASE}/audit/export${query({ format, ...auditParams(q) })}`;
 
 export const auditVerify = (orgId: string) => request<AuditVerify>('GET', `/audit/verify${query({ org_id: orgId })}`);
+
+// ---- unread counts ----
+
+export interface UnreadCase {
+  case_id: string;
+  /** Messages by others after the caller's read mark. */
+  unread: number;
+  /** Of those, the ones that mention the caller. */
+  mentions: number;
+  /** The caller's read mark (0: never read). */
+  read_seq: number;
+}
+export const unread = () => request<{ cases: UnreadCase[] }>('GET', '/unread');

@@ -3,6 +3,7 @@
 import { useEffect } from 'preact/hooks';
 import { ConnectionStatus, OfflineBanner } from './components/ConnectionStatus';
 import { NoticeBanner } from './components/NoticeBanner';
+import { UnreadBadge } from './components/CaseBits';
 import { hasCaseRole, hasRole, type Me, type Portal } from './domain';
 import { realtime } from './live';
 import { match, navigate, onLinkClick, path, search } from './router';
@@ -15,7 +16,7 @@ import { Governance } from './screens/Governance';
 import { NewCase } from './screens/NewCase';
 import { SignIn } from './screens/SignIn';
 import { booting, me, portal, signOut } from './session';
-import { startInbox } from './state/inbox';
+import { startInbox, unreadTotal } from './state/inbox';
 
 /** Clinic admins and lab staff start on their board; doctors on their cases; auditors on the
  * audit log; owners on their organisation. */
@@ -31,15 +32,22 @@ export function App() {
 
   // The socket lives while someone who sees cases is signed in, and for a case opened by someone
   // whose roles see none (a support account with support access; an owner managing access).
-  const caseLink = p !== '/cases/new' && match('/cases/:id', p) !== null;
+  const roomLink = p !== '/cases/new' ? match('/cases/:id', p) : null;
+  const caseLink = roomLink !== null;
   useEffect(() => {
     if (user && hasCaseRole(user)) {
       realtime.start();
-      startInbox(realtime);
+      startInbox(realtime, user.id);
     } else if (user && caseLink) {
       realtime.start();
     }
   }, [user, caseLink]);
+
+  // Unread messages in the tab title, as chat apps do: `(3) Articula`.
+  const total = user && hasCaseRole(user) ? unreadTotal.value : 0;
+  useEffect(() => {
+    document.title = total > 0 ? `(${total > 99 ? '99+' : total}) Articula` : 'Articula';
+  }, [total]);
 
   if (booting.value) {
     return (
@@ -73,6 +81,11 @@ export function App() {
       <a class="skip-link" href="#main">
         Skip to content
       </a>
+      {roomLink && (
+        <a class="skip-link" href="#composer-text" onClick={(e) => toComposer(e, roomLink.id)}>
+          Skip to the message box
+        </a>
+      )}
       <Header user={user} />
       <OfflineBanner />
       <NoticeBanner userId={user.id} />
@@ -81,6 +94,18 @@ export function App() {
       </main>
     </div>
   );
+}
+
+/** The skip link to the message box: on a phone the chat may be another tab, so go there first. */
+function toComposer(e: Event, caseId: string) {
+  e.preventDefault();
+  const focus = (tries: number) => {
+    const box = document.getElementById('composer-text');
+    if (box) box.focus();
+    else if (tries > 0) requestAnimationFrame(() => focus(tries - 1));
+  };
+  if (!document.getElementById('composer-text')) navigate(`/cases/${caseId}`, true);
+  focus(30);
 }
 
 function Route({ user, p }: { user: Me; p: string }) {
@@ -134,6 +159,7 @@ function Header({ user }: { user: Me }) {
         {cases && (
           <a href="/cases" aria-current={p === '/cases' || (p.startsWith('/cases/') && p !== '/cases/new') ? 'page' : undefined}>
             Cases
+            <UnreadBadge n={unreadTotal.value} label="unread messages" testid="unread-total" />
           </a>
         )}
         {cases && (

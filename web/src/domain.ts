@@ -2,24 +2,11 @@
 // server will accept. The server decides; these mirrors only keep the UI from offering
 // buttons that would be refused.
 
-export type Portal = 'clinic' | 'lab';
-export type OrgKind = 'clinic' | 'lab';
-export type Role = 'doctor' | 'clinic_admin' | 'lab_tech' | 'lab_admin' | 'owner' | 'auditor';
-
-export type CaseStatus =
-  | 'draft'
-  | 'submitted'
-  | 'received'
-  | 'in_design'
-  | 'awaiting_approval'
-  | 'approved'
-  | 'in_production'
-  | 'shipped'
-  | 'delivered'
-  | 'closed'
-  | 'on_hold'
-  | 'remake_requested'
-  | 'cancelled';
+// The wire's types are generated from the protocol crate (web/src/generated/protocol.ts, kept
+// current by a test); the REST views below are written out here.
+import type { CaseStatus } from './generated/protocol';
+export type { CaseStatus, CaseSummary, FileKind, OrgKind, Portal, Role, RxChange } from './generated/protocol';
+import type { FileKind, OrgKind, Portal, Role } from './generated/protocol';
 
 export const STATUSES: CaseStatus[] = [
   'draft',
@@ -104,25 +91,38 @@ export interface CaseView {
   last_activity: number;
   last_seq: number;
   rx_version: number;
+  /** What the caller may do in the case now (`GET /cases/{id}` only). */
+  allowed?: Allowed;
 }
 
-/** A board card (protocol CaseSummary). */
-export interface CaseSummary {
-  case_id: string;
-  label: string;
-  status: CaseStatus;
-  due_date: string | null;
-  at_risk: boolean;
-  /** Days the case still needs at its status (the at-risk rule); null once delivered or finished. */
-  days_needed?: number | null;
-  /** Days from today (UTC) to the due date, negative once overdue. */
-  days_left?: number | null;
-  last_activity: number;
-  doctor_id: string;
-  clinic_id: string;
-  lab_id: string | null;
-  seq: number;
+/** What the caller may do in a case now, computed by the server's own policy code
+ * (actors/src/policy.rs) and sent with the case: the client offers exactly these. */
+export interface Allowed {
+  chat: boolean;
+  upload: boolean;
+  prescribe: boolean;
+  propose: boolean;
+  approve: boolean;
+  manage: boolean;
+  update: boolean;
+  route: boolean;
+  side: 'clinic' | 'lab' | null;
+  transitions: CaseStatus[];
 }
+
+/** Until the server has said: nothing is offered. */
+export const NOTHING_ALLOWED: Allowed = {
+  chat: false,
+  upload: false,
+  prescribe: false,
+  propose: false,
+  approve: false,
+  manage: false,
+  update: false,
+  route: false,
+  side: null,
+  transitions: [],
+};
 
 export interface SessionInfo {
   id: string;
@@ -161,12 +161,6 @@ export interface CaseEvent {
   data: any;
 }
 
-export interface RxChange {
-  field: string;
-  base_version: number;
-  value: string | null;
-}
-
 export interface RxConflict {
   field: string;
   value: string | null;
@@ -176,45 +170,29 @@ export interface RxConflict {
 // ---- The caller's relation to one case (actors/src/policy.rs CaseAccess) ----
 
 export interface CaseAccess {
+  /** The case's doctor / a clinic admin: for wording only ("only the case's doctor edits…"). */
   doctor: boolean;
   clinicAdmin: boolean;
-  labTech: boolean;
-  labAdmin: boolean;
-  /** What a per-case grant in force adds (`view`, `chat`, `upload`, `edit_rx`, `approve`, `manage`). */
-  granted?: string[];
+  /** What the server says the caller may do (decisions are the server's; see `Allowed`). */
+  allowed: Allowed;
 }
 
-/** Mirrors the server's visibility rule: computed from memberships (and the caller's grant on
- * the case, if any), never trusted for security. */
-export function caseAccess(
-  me: Me,
-  c: { doctor_id: string; clinic_id: string; lab_id: string | null },
-  granted: string[] = [],
-): CaseAccess {
-  const has = (org: string | null, role: Role) =>
-    org !== null && me.memberships.some((m) => m.org_id === org && m.role === role);
+/** The caller's access to a case: what the server allows (`allowed` of `GET /cases/{id}`), and
+ * two facts for wording. */
+export function caseAccess(me: Me, c: { doctor_id: string; clinic_id: string }, allowed: Allowed | undefined): CaseAccess {
   return {
-    doctor: c.doctor_id === me.id && has(c.clinic_id, 'doctor'),
-    clinicAdmin: has(c.clinic_id, 'clinic_admin'),
-    labTech: has(c.lab_id, 'lab_tech'),
-    labAdmin: has(c.lab_id, 'lab_admin'),
-    granted,
+    doctor: c.doctor_id === me.id,
+    clinicAdmin: me.memberships.some((m) => m.org_id === c.clinic_id && m.role === 'clinic_admin'),
+    allowed: allowed ?? NOTHING_ALLOWED,
   };
 }
 
-const member = (a: CaseAccess) => a.doctor || a.clinicAdmin || a.labTech || a.labAdmin;
-const grants = (a: CaseAccess, cap: string) => a.granted?.includes(cap) ?? false;
-/** May chat: every role that sees the case, or a grant of `chat` (actors/src/policy.rs). */
-export const mayChat = (a: CaseAccess) => member(a) || grants(a, 'chat');
-/** May add files: every role that sees the case, or a grant of `upload`. */
-export const mayAddFiles = (a: CaseAccess) => member(a) || grants(a, 'upload');
-/** May edit and sign the Rx and decide proposals: the case's doctor, or a grant of `edit_rx`. */
-export const mayPrescribe = (a: CaseAccess) => a.doctor || grants(a, 'edit_rx');
-/** May approve or reject designs: the case's doctor, or a grant of `approve`. */
-export const mayApprove = (a: CaseAccess) => a.doctor || grants(a, 'approve');
-
-export const clinicSide = (a: CaseAccess) => a.doctor || a.clinicAdmin;
-export const labSide = (a: CaseAccess) => a.labTech || a.labAdmin;
+export const mayChat = (a: CaseAccess) => a.allowed.chat;
+export const mayAddFiles = (a: CaseAccess) => a.allowed.upload;
+export const mayPrescribe = (a: CaseAccess) => a.allowed.prescribe;
+export const mayApprove = (a: CaseAccess) => a.allowed.approve;
+export const clinicSide = (a: CaseAccess) => a.allowed.side === 'clinic';
+export const labSide = (a: CaseAccess) => a.allowed.side === 'lab';
 
 /** Roles that see case content. Owners and auditors do not (DESIGN §2). */
 export const CASE_ROLES: Role[] = ['doctor', 'clinic_admin', 'lab_tech', 'lab_admin'];
@@ -234,7 +212,9 @@ export function hasRole(me: Me, role: Role): boolean {
   return me.memberships.some((m) => m.role === role);
 }
 
-// ---- The status workflow (actors/src/policy.rs TRANSITIONS and check_transition) ----
+// ---- Which side a status change is made by (to name people by their organisation) ----
+// Decisions on what a user may do come from the server (`Allowed`); this table only tells the
+// case room that whoever moved a case from `received` to `in_design` acted for the lab.
 
 type Side = 'clinic' | 'lab' | 'either';
 
@@ -261,31 +241,9 @@ export function transitionSide(from: CaseStatus, to: CaseStatus): 'clinic' | 'la
   return t && t[2] !== 'either' ? t[2] : null;
 }
 
-const CANCELLABLE: CaseStatus[] = ['draft', 'submitted', 'received', 'in_design', 'awaiting_approval', 'approved'];
-
-const isTerminal = (s: CaseStatus) => s === 'closed' || s === 'cancelled';
-
-/** The statuses this caller may move the case to now, in workflow order. */
-export function allowedTransitions(
-  access: CaseAccess,
-  c: { status: CaseStatus; status_before_hold: CaseStatus | null; lab_id: string | null },
-): CaseStatus[] {
-  const may = (side: Side) =>
-    side === 'clinic' ? clinicSide(access) : side === 'lab' ? labSide(access) : clinicSide(access) || labSide(access);
-  const out: CaseStatus[] = [];
-  if (c.status === 'on_hold') {
-    // A case on hold resumes to the status it had, and to nothing else.
-    if (c.status_before_hold && may('either')) out.push(c.status_before_hold);
-  } else {
-    for (const [from, to, side] of TRANSITIONS) {
-      if (from !== c.status || !may(side)) continue;
-      if (from === 'draft' && to === 'submitted' && !c.lab_id) continue; // route to a lab first
-      out.push(to);
-    }
-    if (!isTerminal(c.status) && may('either')) out.push('on_hold');
-  }
-  if (CANCELLABLE.includes(c.status) && may('clinic')) out.push('cancelled');
-  return out;
+/** The statuses this caller may move the case to now, in workflow order (the server's list). */
+export function allowedTransitions(access: CaseAccess): CaseStatus[] {
+  return access.allowed.transitions;
 }
 
 // ---- The Digital Rx (actors/src/rx.rs) ----
@@ -385,9 +343,34 @@ export function formatTime(ms: number): string {
     : d.toLocaleString(undefined, { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' });
 }
 
+/** The local calendar day of a time, `YYYY-MM-DD` (for day separators and `<time datetime>`). */
+export function localDay(ms: number): string {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+}
+
+/** A day separator's words: "Today", "Yesterday", else the weekday and the date. */
+export function formatDay(ms: number, now = Date.now()): string {
+  const day = localDay(ms);
+  if (day === localDay(now)) return 'Today';
+  if (day === localDay(now - 86_400_000)) return 'Yesterday';
+  const d = new Date(ms);
+  const sameYear = d.getFullYear() === new Date(now).getFullYear();
+  return d.toLocaleDateString(undefined, { weekday: 'long', day: 'numeric', month: 'long', ...(sameYear ? {} : { year: 'numeric' }) });
+}
+
+/** The clock time only (the day separator above says which day). */
+export function formatClock(ms: number): string {
+  return new Date(ms).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+}
+
+/** Date and time in full, for a tooltip or a long press. */
+export function formatFull(ms: number): string {
+  return new Date(ms).toLocaleString(undefined, { weekday: 'long', day: 'numeric', month: 'long', year: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
+
 // ---- Files (src/http/files.rs, src/files/sniff.rs) ----
 
-export type FileKind = 'scan' | 'photo' | 'design' | 'voice_note' | 'document';
 export const FILE_KINDS: FileKind[] = ['scan', 'photo', 'design', 'voice_note', 'document'];
 
 export const KIND_LABEL: Record<FileKind, string> = {

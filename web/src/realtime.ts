@@ -15,6 +15,7 @@
 
 import { signal } from '@preact/signals';
 import type { CaseEvent } from './domain';
+import type { Board, Inbox, Presence, Receipt, TypingFrame } from './generated/protocol';
 
 export const SUBPROTOCOL = 'articula.v1+json';
 /** Close code: fell behind; reconnect and resume with `since`. */
@@ -49,9 +50,9 @@ export interface Ack {
 
 /** Ephemeral frames about a case: `presence`, `typing`, `receipt`. */
 export type CaseSignal =
-  | { type: 'presence'; data: { case_id: string; users: string[] } }
-  | { type: 'typing'; data: { case_id: string; user_id: string } }
-  | { type: 'receipt'; data: { case_id: string; user_id: string; seq: number } };
+  | { type: 'presence'; data: Presence }
+  | { type: 'typing'; data: TypingFrame }
+  | { type: 'receipt'; data: Receipt };
 
 export interface CaseHandlers {
   /** Events in seq order, each exactly once. */
@@ -63,21 +64,8 @@ export interface CaseHandlers {
   onLost?(code: string, message: string): void;
 }
 
-export interface BoardFrame {
-  org_id: string;
-  snapshot: boolean;
-  cases: import('./domain').CaseSummary[];
-  removed?: string[];
-}
-
-export interface InboxItem {
-  actor: string;
-  at: number;
-  case_id: string;
-  kind: string;
-  label: string;
-  seq: number;
-}
+export type BoardFrame = Board;
+export type InboxItem = Inbox;
 
 interface Pending {
   id: string;

@@ -18,6 +18,8 @@ use crate::text::{self, TextKind};
 pub const MAX_MESSAGE_CHARS: usize = 10_000;
 /// Most attachments on one message.
 pub const MAX_ATTACHMENTS: usize = 20;
+/// People one message may mention.
+pub const MAX_MENTIONS: usize = 20;
 /// Longest label, in characters.
 pub const MAX_LABEL_CHARS: usize = 200;
 /// Longest comment or reason, in characters.
@@ -157,11 +159,23 @@ pub fn decide(state: &CaseState, access: &CaseAccess, cmd: &CaseCommand) -> Resu
             {
                 return Err(CommandError::not_found("message replied to"));
             }
+            if m.mentions.len() > MAX_MENTIONS {
+                return Err(CommandError::invalid(format!("at most {MAX_MENTIONS} mentions")));
+            }
+            // Who is mentioned is not checked against who sees the case: a mention only ever
+            // reaches people who see it (their inbox and unread counts are filtered by access).
+            let mut mentions = Vec::with_capacity(m.mentions.len());
+            for u in &m.mentions {
+                if !mentions.contains(u) {
+                    mentions.push(*u);
+                }
+            }
             Ok(EventData::MessagePosted {
                 message_id: articula_protocol::MessageId::new(),
                 text,
                 attachments: m.attachments.clone(),
                 reply_to: m.reply_to,
+                mentions,
             })
         }
         CaseCommand::EditMessage(m) => {

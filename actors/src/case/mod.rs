@@ -812,6 +812,10 @@ impl CaseActor {
                 kind: event.data.kind().to_owned(),
                 actor: event.actor,
                 at,
+                mentions: match &event.data {
+                    EventData::MessagePosted { mentions, .. } => mentions.clone(),
+                    _ => Vec::new(),
+                },
             }),
         )
         .map(|mut f| {

@@ -642,6 +642,7 @@ mod tests {
             text: "hi".into(),
             attachments: vec![],
             reply_to: None,
+            mentions: vec![],
         });
         log.push(EventData::RxEdited {
             changes: vec![articula_protocol::RxFieldValue {
@@ -669,6 +670,7 @@ mod tests {
                 text: "x".into(),
                 attachments: vec![],
                 reply_to: None,
+                mentions: vec![],
             });
         }
         let state = CaseState::from_log(&log.events).unwrap_or_else(|| unreachable!());

@@ -132,16 +132,23 @@ pub async fn run(ctx: &Ctx, p: &Params) -> Vec<Report> {
 }
 
 /// The run with the median throughput, noting every run's figure. Every run's faults count: the
-/// median report carries the sum of lost, duplicated and out-of-order events and errors.
+/// median report carries the sum of lost, duplicated and out-of-order events and errors, and the
+/// error samples of every run (a refusal in a run that is not the median must still be readable).
 fn median_run(mut runs: Vec<Report>) -> Option<Report> {
     let figures: Vec<f64> = runs.iter().map(|r| (r.deliveries_per_sec / 1000.0).round()).collect();
     let (lost, dup, ooo, errors) = runs
         .iter()
         .fold((0, 0, 0, 0), |a, r| (a.0 + r.lost, a.1 + r.duplicated, a.2 + r.out_of_order, a.3 + r.errors));
+    let samples: Vec<String> = runs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| r.error_samples.iter().map(move |e| format!("run {}: {e}", i + 1)))
+        .collect();
     runs.sort_by(|a, b| a.deliveries_per_sec.total_cmp(&b.deliveries_per_sec));
     let mid = runs.len() / 2;
     let mut r = runs.into_iter().nth(mid)?;
     (r.lost, r.duplicated, r.out_of_order, r.errors) = (lost, dup, ooo, errors);
+    r.error_samples = samples;
     r.set("runs_kdeliv_per_sec", figures.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(","));
     Some(r)
 }

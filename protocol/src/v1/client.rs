@@ -2,7 +2,7 @@ use serde::{Deserialize, Serialize};
 
 use super::domain::{CaseStatus, Decision, RxChange};
 use super::event::double_option;
-use super::ids::{ApprovalId, CaseId, FileId, MessageId, OrgId, ProposalId};
+use super::ids::{ApprovalId, CaseId, FileId, MessageId, OrgId, ProposalId, UserId};
 
 /// Declares a family of frames: the enum (serde: `"type"` + `"data"`), the wire name of each
 /// variant, and the table the decoder dispatches on. One list, so encoding, decoding and the
@@ -10,7 +10,7 @@ use super::ids::{ApprovalId, CaseId, FileId, MessageId, OrgId, ProposalId};
 macro_rules! frames {
     ($(#[$m:meta])* $enum:ident { $( $(#[$d:meta])* $wire:literal => $var:ident($data:ty) ),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ts_rs::TS)]
         #[serde(tag = "type", content = "data")]
         pub enum $enum {
             $( $(#[$d])* #[serde(rename = $wire)] $var($data), )+
@@ -41,7 +41,7 @@ macro_rules! frames {
 pub(crate) use frames;
 
 /// A frame from a client: `{"v":1, "id", "type", "data"}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct ClientMessage {
     /// Protocol version, always 1.
     pub v: u8,
@@ -135,12 +135,12 @@ impl ClientBody {
 }
 
 /// No data.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
 
 /// `auth`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct Auth {
     /// An access token.
@@ -154,7 +154,7 @@ impl std::fmt::Debug for Auth {
 }
 
 /// `subscribe`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct Subscribe {
     /// The case.
@@ -165,7 +165,7 @@ pub struct Subscribe {
 }
 
 /// A command that names only a case.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct CaseRef {
     /// The case.
@@ -173,7 +173,7 @@ pub struct CaseRef {
 }
 
 /// `post_message`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct PostMessage {
     /// The case.
@@ -186,10 +186,14 @@ pub struct PostMessage {
     /// The message answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<MessageId>,
+    /// People the message mentions (`@Name` in its text): at most 20, each counted in that
+    /// person's unread mentions and told in their inbox.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<UserId>,
 }
 
 /// `edit_message`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct EditMessage {
     /// The case.
@@ -201,7 +205,7 @@ pub struct EditMessage {
 }
 
 /// A command that names a message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct MessageRef {
     /// The case.
@@ -211,7 +215,7 @@ pub struct MessageRef {
 }
 
 /// `mark_read`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct MarkRead {
     /// The case.
@@ -221,7 +225,7 @@ pub struct MarkRead {
 }
 
 /// `edit_rx`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct EditRx {
     /// The case.
@@ -231,7 +235,7 @@ pub struct EditRx {
 }
 
 /// `sign_rx`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct SignRx {
     /// The case.
@@ -241,7 +245,7 @@ pub struct SignRx {
 }
 
 /// `propose_rx`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct ProposeRx {
     /// The case.
@@ -254,7 +258,7 @@ pub struct ProposeRx {
 }
 
 /// `decide_rx_proposal`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct DecideRxProposal {
     /// The case.
@@ -269,7 +273,7 @@ pub struct DecideRxProposal {
 }
 
 /// `request_approval`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct RequestApproval {
     /// The case.
@@ -282,7 +286,7 @@ pub struct RequestApproval {
 }
 
 /// `decide_approval`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct DecideApproval {
     /// The case.
@@ -297,7 +301,7 @@ pub struct DecideApproval {
 }
 
 /// `set_status`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct SetStatus {
     /// The case.
@@ -310,7 +314,7 @@ pub struct SetStatus {
 }
 
 /// `update_case`: only the present fields change; `null` clears.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCase {
     /// The case.
@@ -320,14 +324,16 @@ pub struct UpdateCase {
     pub label: Option<String>,
     /// New due date `YYYY-MM-DD`, or null to clear.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    #[ts(optional, type = "string | null")]
     pub due_date: Option<Option<String>>,
     /// New lab, or null to unroute.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    #[ts(optional, type = "string | null")]
     pub lab_id: Option<Option<OrgId>>,
 }
 
 /// `subscribe_board`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct SubscribeBoard {
     /// The organisation, when the user belongs to more than one.

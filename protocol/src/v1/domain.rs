@@ -7,7 +7,7 @@ macro_rules! wire_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(
-            Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize,
+            Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS,
             strum::IntoStaticStr, strum::EnumString, strum::EnumIter,
         )]
         #[serde(rename_all = "snake_case")]
@@ -218,7 +218,7 @@ wire_enum!(
 
 /// One change to one Rx field. `base_version` is the version of the field the edit was based on
 /// (0 for a field never set); `value: null` clears the field.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct RxChange {
     /// Field path: `notes`, `due_date`, `shade_system`, or `teeth.<FDI>.<attribute>`.
@@ -230,7 +230,7 @@ pub struct RxChange {
 }
 
 /// One Rx field as applied by an event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct RxFieldValue {
     /// Field path.
@@ -240,7 +240,7 @@ pub struct RxFieldValue {
 }
 
 /// A case as shown on a status board and in case lists.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct CaseSummary {
     /// The case.
     pub case_id: CaseId,

@@ -4,7 +4,17 @@ use std::fmt;
 /// Every error the server can answer, on REST (`{"error": code, "message"}`) and on the socket
 /// (`error {id, code, message}`). Codes are stable strings; new ones are only ever added.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumIter,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ts_rs::TS,
+    strum::IntoStaticStr,
+    strum::EnumIter,
 )]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]

@@ -7,7 +7,7 @@ use super::ids::{ApprovalId, FileId, MessageId, OrgId, ProposalId, UserId};
 /// it as `"kind": <snake_case name>, "data": {…}` inside an `event` frame.
 ///
 /// Kinds are only ever added within v1. Audit and notification subscribers read these.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "kind", content = "data", rename_all = "snake_case")]
 pub enum EventData {
     /// The case was opened by its doctor.
@@ -30,9 +30,11 @@ pub enum EventData {
         label: Option<String>,
         /// New due date (`Some(None)` clears it).
         #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+        #[ts(optional, type = "string | null")]
         due_date: Option<Option<String>>,
         /// New lab routing (`Some(None)` removes it).
         #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+        #[ts(optional, type = "string | null")]
         lab_id: Option<Option<OrgId>>,
     },
     /// The case moved to another status.
@@ -57,6 +59,9 @@ pub enum EventData {
         /// The message it answers.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<MessageId>,
+        /// People it mentions.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mentions: Vec<UserId>,
     },
     /// A chat message was edited by its author.
     MessageEdited {

@@ -7,7 +7,7 @@ use super::event::EventData;
 use super::ids::{CaseId, OrgId, UserId};
 
 /// A frame from the server: `{"v":1, "type", "data"}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct ServerMessage {
     /// Protocol version, always 1.
     pub v: u8,
@@ -51,7 +51,7 @@ frames!(
 );
 
 /// `welcome`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Welcome {
     /// The authenticated user.
     pub user_id: UserId,
@@ -62,7 +62,7 @@ pub struct Welcome {
 }
 
 /// `ack`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Ack {
     /// The command id.
     pub id: String,
@@ -72,7 +72,7 @@ pub struct Ack {
 }
 
 /// `error`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct ErrorFrame {
     /// The command id, when the frame carried a readable one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,11 +83,12 @@ pub struct ErrorFrame {
     pub message: String,
     /// Machine-readable details, e.g. the current value on `rx_conflict`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional, type = "unknown")]
     pub details: Option<serde_json::Value>,
 }
 
 /// `event`: one durable case event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Event {
     /// The case.
     pub case_id: CaseId,
@@ -103,7 +104,7 @@ pub struct Event {
 }
 
 /// `typing`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct TypingFrame {
     /// The case.
     pub case_id: CaseId,
@@ -112,7 +113,7 @@ pub struct TypingFrame {
 }
 
 /// `presence`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Presence {
     /// The case.
     pub case_id: CaseId,
@@ -121,7 +122,7 @@ pub struct Presence {
 }
 
 /// `receipt`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Receipt {
     /// The case.
     pub case_id: CaseId,
@@ -132,7 +133,7 @@ pub struct Receipt {
 }
 
 /// `board`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Board {
     /// The organisation whose board this is.
     pub org_id: OrgId,
@@ -146,7 +147,7 @@ pub struct Board {
 }
 
 /// `inbox`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Inbox {
     /// The case.
     pub case_id: CaseId,
@@ -160,10 +161,13 @@ pub struct Inbox {
     pub actor: UserId,
     /// When, milliseconds since the Unix epoch.
     pub at: i64,
+    /// For `message_posted`: the people the message mentions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<UserId>,
 }
 
 /// `resync`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Resync {
     /// The case, or none for the whole socket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,7 +180,7 @@ pub struct Resync {
 }
 
 /// `pong`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Pong {
     /// The ping's id, if it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

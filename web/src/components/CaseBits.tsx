@@ -44,3 +44,19 @@ export function errorText(e: unknown): string {
   if (e && typeof e === 'object' && 'message' in e) return String((e as Error).message);
   return 'Something went wrong.';
 }
+
+/** A count of unread messages; the words are for screen readers. */
+export function UnreadBadge({ n, mentions = 0, label, testid }: { n: number; mentions?: number; label: string; testid?: string }) {
+  if (n <= 0) return null;
+  return (
+    <span class={`unread-badge${mentions > 0 ? ' unread-mention' : ''}`} data-testid={testid} data-count={n}>
+      {mentions > 0 ? '@ ' : ''}
+      {n > 99 ? '99+' : n}
+      <span class="visually-hidden">
+        {' '}
+        {label}
+        {mentions > 0 ? `, ${mentions} mentioning you` : ''}
+      </span>
+    </span>
+  );
+}

@@ -4,11 +4,11 @@
 
 import { useEffect, useState } from 'preact/hooks';
 import * as api from '../api';
-import { DueDate, StatusBadge } from '../components/CaseBits';
+import { DueDate, StatusBadge, UnreadBadge } from '../components/CaseBits';
 import { boardOrgs, hasRole, type Me } from '../domain';
 import { realtime } from '../live';
 import { applyBoard, COLUMNS, columnCards, type Cards } from '../state/board';
-import { unseen } from '../state/inbox';
+import { unread, unseen } from '../state/inbox';
 import { learnFromCases, people } from '../state/people';
 
 export function Board({ user }: { user: Me }) {
@@ -107,7 +107,9 @@ export function Board({ user }: { user: Me }) {
                         <a class="card-link" dir="auto" href={`/cases/${c.case_id}`}>
                           {c.label}
                         </a>
-                        {unseen.value[c.case_id] && (
+                        {unread.value[c.case_id] ? (
+                          <UnreadBadge n={unread.value[c.case_id].count} mentions={unread.value[c.case_id].mentions} label="unread messages" testid="unread" />
+                        ) : unseen.value[c.case_id] && (
                           <span class="dot-new" title="New activity">
                             <span class="visually-hidden">New activity</span>
                           </span>

@@ -3,7 +3,7 @@
 
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import * as api from '../api';
-import { StatusBadge, DueDate } from '../components/CaseBits';
+import { StatusBadge, DueDate, UnreadBadge } from '../components/CaseBits';
 import {
   boardOrgs,
   formatTime,
@@ -17,8 +17,9 @@ import {
 } from '../domain';
 import { realtime } from '../live';
 import { navigate, search } from '../router';
-import { lastItem, unseen } from '../state/inbox';
+import { lastItem, unread, unseen, type Unread } from '../state/inbox';
 import { labNames, learnFromCases, learnLabs, people } from '../state/people';
+import { SearchResults } from './SearchResults';
 
 type Filters = Required<Pick<api.CaseFilters, 'status' | 'q' | 'lab_id' | 'doctor_id' | 'due_before'>>;
 
@@ -148,7 +149,7 @@ export function CaseList({ user }: { user: Me }) {
       <form class="filters" role="search" onSubmit={(e) => e.preventDefault()}>
         <label class="field field-grow">
           <span>Search</span>
-          <input type="search" placeholder="Label contains…" value={qInput} onInput={(e) => setQInput(e.currentTarget.value)} />
+          <input type="search" placeholder="Words in labels, messages, Rx, files, names…" maxLength={200} value={qInput} onInput={(e) => setQInput(e.currentTarget.value)} />
         </label>
         <label class="field">
           <span>Status</span>
@@ -191,17 +192,19 @@ export function CaseList({ user }: { user: Me }) {
           </button>
         )}
       </form>
+      {filters.q && <SearchResults q={filters.q} />}
       {error && (
         <p class="error" role="alert">
           {error}
         </p>
       )}
+      {filters.q && cases && <h2 class="search-results-title">Cases whose label contains “<bdi>{filters.q}</bdi>”</h2>}
       {cases === null && !error && <p role="status">Loading cases…</p>}
       {cases && cases.length === 0 && <p class="empty">{anyFilter ? 'No case matches these filters.' : 'No cases yet.'}</p>}
       {cases && cases.length > 0 && (
         <ul class="case-list" aria-label="Cases">
           {cases.map((c) => (
-            <CaseRow c={c} fresh={!!unseen.value[c.id]} />
+            <CaseRow c={c} fresh={!!unseen.value[c.id]} unread={unread.value[c.id]} />
           ))}
         </ul>
       )}
@@ -209,14 +212,16 @@ export function CaseList({ user }: { user: Me }) {
   );
 }
 
-function CaseRow({ c, fresh }: { c: CaseView; fresh: boolean }) {
+function CaseRow({ c, fresh, unread }: { c: CaseView; fresh: boolean; unread?: Unread }) {
   return (
     <li class={`case-row${c.at_risk ? ' at-risk' : ''}`} data-case-id={c.id}>
       <div class="case-row-main">
         <a class="case-link" dir="auto" href={`/cases/${c.id}`}>
           {c.label}
         </a>
-        {fresh && (
+        {unread ? (
+          <UnreadBadge n={unread.count} mentions={unread.mentions} label="unread messages" testid="unread" />
+        ) : fresh && (
           <span class="dot-new" title="New activity">
             <span class="visually-hidden">New activity</span>
           </span>

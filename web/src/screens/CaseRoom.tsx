@@ -16,6 +16,7 @@ import { Approvals } from './case/Approvals';
 import { Chat } from './case/Chat';
 import { Details } from './case/Details';
 import { Files } from './case/Files';
+import { RoomSearch } from './case/RoomSearch';
 import { RxPanel } from './case/RxPanel';
 import { StatusControl } from './case/StatusControl';
 
@@ -124,15 +125,11 @@ export function CaseRoomScreen({ id, user }: { id: string; user: Me }) {
   }
 
   const grants = r.grants.value;
-  const myGrant = grants.find((g) => g.user_id === user.id);
-  const access: CaseAccess = caseAccess(
-    user,
-    { doctor_id: s.doctorId, clinic_id: s.clinicId, lab_id: s.labId },
-    myGrant?.capabilities ?? [],
-  );
+  // What the caller may do comes from the server with the case (`allowed`), read again after
+  // every event that can change it.
+  const access: CaseAccess = caseAccess(user, { doctor_id: s.doctorId, clinic_id: s.clinicId }, view?.allowed);
   const owner = user.memberships.some((m) => m.org_id === s.clinicId && m.role === 'owner');
-  const mayManage =
-    access.doctor || owner || (myGrant?.capabilities.includes('manage') ?? false);
+  const mayManage = access.allowed.manage;
   // Wide screens keep the chat in view and switch the panel beside it; narrow ones show one tab.
   const tabs = wide ? TABS.filter((t) => t.key !== 'chat') : TABS;
   const shown: Tab = wide && tab === 'chat' ? 'rx' : tab;
@@ -171,6 +168,7 @@ export function CaseRoomScreen({ id, user }: { id: string; user: Me }) {
             <Presence r={r} me={user.id} />
           </div>
           <StatusControl r={r} access={access} />
+          <RoomSearch r={r} />
         </div>
       </header>
       <div class="tabs" role="tablist" aria-label="Case sections">

@@ -16,6 +16,8 @@ export interface Message {
   deleted: boolean;
   attachments: string[];
   replyTo: string | null;
+  /** Users the message mentions. */
+  mentions: string[];
 }
 
 /** A line in the conversation that is not a message: a status change, an Rx edit… */
@@ -75,6 +77,11 @@ export interface CaseState {
   lastActivity: number;
   rx: Record<string, RxField>;
   rxVersion: number;
+  /** What people see: the Rx's revision in this case, 1, 2, 3… (the nth change of the Rx). The
+   * version above is the seq of that change, the concurrency token the server wants back. */
+  rxRevision: number;
+  /** Seq of an Rx change → its revision. */
+  rxRevisionOf: Record<number, number>;
   /** Rx version the doctor last signed, if any. */
   rxSigned: number | null;
   proposals: Record<string, Proposal>;
@@ -131,6 +138,8 @@ export function applyEvent(state: CaseState | null, ev: CaseEvent): CaseState | 
       lastActivity: ev.at,
       rx: {},
       rxVersion: 0,
+      rxRevision: 0,
+      rxRevisionOf: {},
       rxSigned: null,
       proposals: {},
       files: {},
@@ -168,6 +177,7 @@ export function applyEvent(state: CaseState | null, ev: CaseEvent): CaseState | 
         deleted: false,
         attachments: d.attachments ?? [],
         replyTo: d.reply_to ?? null,
+        mentions: d.mentions ?? [],
       };
       s.messages[m.id] = m;
       s.messageAt[m.id] = s.timeline.length;
@@ -183,6 +193,7 @@ export function applyEvent(state: CaseState | null, ev: CaseEvent): CaseState | 
     case 'rx_edited':
       for (const c of d.changes ?? []) s.rx[c.field] = { value: c.value ?? null, version: ev.seq, by: ev.actor, at: ev.at };
       s.rxVersion = ev.seq;
+      s.rxRevisionOf[ev.seq] = ++s.rxRevision;
       break;
     case 'rx_signed':
       s.rxSigned = d.rx_version;
@@ -204,7 +215,10 @@ export function applyEvent(state: CaseState | null, ev: CaseEvent): CaseState | 
       if (p) s.proposals[p.id] = { ...p, status: d.accepted ? 'accepted' : 'declined', comment: d.comment ?? null };
       const applied = d.applied ?? [];
       for (const c of applied) s.rx[c.field] = { value: c.value ?? null, version: ev.seq, by: ev.actor, at: ev.at };
-      if (applied.length) s.rxVersion = ev.seq;
+      if (applied.length) {
+        s.rxVersion = ev.seq;
+        s.rxRevisionOf[ev.seq] = ++s.rxRevision;
+      }
       break;
     }
     case 'approval_requested':
@@ -246,4 +260,15 @@ function replaceMessage(s: CaseState, id: string, patch: Partial<Message>) {
   const next = { ...m, ...patch };
   s.messages[id] = next;
   s.timeline[s.messageAt[id]] = { type: 'message', message: next };
+}
+
+/** The revision people know an Rx version (a seq) by; 0 is the empty Rx before any change. */
+export function revisionOf(s: CaseState, version: number): number {
+  if (version === 0) return 0;
+  const known = s.rxRevisionOf[version];
+  if (known !== undefined) return known;
+  // Not a seq of an Rx change (an older client's number): the revision in force at that seq.
+  let best = 0;
+  for (const [seq, rev] of Object.entries(s.rxRevisionOf)) if (Number(seq) <= version && rev > best) best = rev;
+  return best;
 }

@@ -5,7 +5,7 @@
 
 import { signal } from '@preact/signals';
 import * as api from '../api';
-import type { CaseEvent, CaseStatus, CaseView, RxChange } from '../domain';
+import type { CaseEvent, CaseStatus, CaseView, Participant, RxChange } from '../domain';
 import { type Ack, type CaseSignal, CommandError, type RealtimeClient } from '../realtime';
 import { applyEvent, type CaseState } from './caseFold';
 import { labNames, learn, learnParticipants, people } from './people';
@@ -15,6 +15,10 @@ export interface Outgoing {
   key: string;
   text: string;
   attachments: string[];
+  /** The message answered, if any. */
+  replyTo: string | null;
+  /** People the message mentions (`@Name` in the text). */
+  mentions: string[];
   at: number;
   /** The seq from the ack; the message is confirmed once the event with this seq is applied. */
   seq: number | null;
@@ -26,6 +30,15 @@ export interface Outgoing {
 }
 
 const TYPING_SHOWN_MS = 4_000;
+const RELOADS_VIEW = new Set([
+  'case_updated',
+  'status_changed',
+  'approval_requested',
+  'approval_decided',
+  'grant_given',
+  'grant_revoked',
+  'grant_expired',
+]);
 
 export class CaseRoom {
   /** Bumped after each batch of applied events: read it to re-render on change. */
@@ -47,6 +60,8 @@ export class CaseRoom {
   /** The grants in force (`GET /cases/{id}/grants`), reloaded after grant events; expired ones
    * drop out at their `until` even before the server's `grant_expired` arrives. */
   readonly grants = signal<api.GrantView[]>([]);
+  /** Everyone who can see the case (for `@mentions`). */
+  readonly participants = signal<Participant[]>([]);
 
   private head = 0;
   private flushQueued = false;
@@ -134,7 +149,9 @@ export class CaseRoom {
     if (unknown && (people.value[unknown] || Date.now() - this.participantsAt < 30_000)) return;
     this.participantsAt = Date.now();
     try {
-      learnParticipants(await api.participants(this.id));
+      const list = await api.participants(this.id);
+      learnParticipants(list);
+      this.participants.value = list;
     } catch {
       /* names are a convenience: ids stay readable as "Member ·1a2b" */
     }
@@ -145,8 +162,15 @@ export class CaseRoom {
     if (!people.value[ev.actor] && this.participantsAt) void this.loadParticipants(ev.actor);
     if (ev.kind.startsWith('rx_')) this.rxRev.value = ev.seq;
     if (ev.kind.startsWith('approval_') || ev.data?.voided_approvals?.length) this.approvalsRev.value = ev.seq;
-    if (ev.kind === 'case_updated') void this.loadView(); // lab name may have changed
+    // The case view carries what the caller may do now (and the lab's name): read it again after
+    // what can change either — live events only, not each event of a backlog being replayed.
+    if (RELOADS_VIEW.has(ev.kind) && (this.state?.seq ?? 0) >= this.head && this.head > 0) void this.loadView();
     if (ev.kind.startsWith('grant_')) this.grantsStale = true;
+    // Their message is here: they are no longer typing it (the typing signal would linger on).
+    if (ev.kind === 'message_posted' && ev.actor in this.typing.value) {
+      const { [ev.actor]: _, ...rest } = this.typing.value;
+      this.typing.value = rest;
+    }
     // A backlog (the whole log on first open, the missed events after a reconnect) is published
     // once complete, not frame by frame; live events at once.
     if ((this.state?.seq ?? 0) >= this.head) this.scheduleFlush();
@@ -226,14 +250,19 @@ export class CaseRoom {
 
   /** Posts a message (with files of the case attached); it shows at once and is confirmed (or
    * marked failed) later. */
-  post(text: string, attachments: string[] = []) {
-    const item: Outgoing = { key: crypto.randomUUID(), text, attachments, at: Date.now(), seq: null, error: null };
+  post(text: string, attachments: string[] = [], replyTo: string | null = null, mentions: string[] = []) {
+    const item: Outgoing = { key: crypto.randomUUID(), text, attachments, replyTo, mentions, at: Date.now(), seq: null, error: null };
     this.outbox.value = [...this.outbox.value, item];
     this.send(item);
   }
 
   private send(item: Outgoing) {
-    this.cmd('post_message', { text: item.text, ...(item.attachments.length ? { attachments: item.attachments } : {}) }).then(
+    this.cmd('post_message', {
+      text: item.text,
+      ...(item.attachments.length ? { attachments: item.attachments } : {}),
+      ...(item.replyTo ? { reply_to: item.replyTo } : {}),
+      ...(item.mentions.length ? { mentions: item.mentions } : {}),
+    }).then(
       (ack) => {
         const seq = ack.seq ?? 0;
         const applied = (this.state?.seq ?? 0) >= seq;

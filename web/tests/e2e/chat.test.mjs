@@ -54,13 +54,15 @@ test('doctor and lab technician chat live in two browser contexts', async () => 
   // Edit and delete one's own message: the other side follows live.
   const id = await doctor.locator('.msg-own', { hasText: 'Please keep the contact on 12 light' }).getAttribute('data-message-id');
   const mine = doctor.locator(`[data-message-id="${id}"]`);
-  await mine.getByRole('button', { name: 'Edit' }).click();
+  await mine.getByRole('button', { name: 'Message actions' }).click();
+  await doctor.getByRole('menuitem', { name: 'Edit' }).click();
   await doctor.getByLabel('Edit message').fill('Please keep the contact on 12 very light');
   await mine.getByRole('button', { name: 'Save', exact: true }).click();
   await tech.locator('.msg', { hasText: 'Please keep the contact on 12 very light' }).filter({ hasText: 'edited' }).waitFor();
 
   const noted = tech.locator('.msg-own', { hasText: 'Noted, light contact on 12.' });
-  await noted.getByRole('button', { name: 'Delete' }).click();
+  await noted.getByRole('button', { name: 'Message actions' }).click();
+  await tech.getByRole('menuitem', { name: 'Delete' }).click();
   await noted.getByRole('button', { name: 'Delete' }).click(); // confirm
   await doctor.locator('.msg-deleted').filter({ hasText: 'Message deleted' }).waitFor();
   assert.equal(await doctor.locator('.msg', { hasText: 'Noted, light contact on 12.' }).count(), 0);
@@ -86,7 +88,8 @@ test('the case list and the lab board mark new activity live', async () => {
   await openCase(doctor, CASE);
   await doctor.getByLabel('Message', { exact: true }).fill('New scan is in the system.');
   await doctor.getByLabel('Message', { exact: true }).press('Enter');
-  await card.locator('.dot-new').waitFor();
+  // A message counts as unread on the card (the doctor's message, live).
+  await card.getByTestId('unread').filter({ hasText: '1' }).waitFor();
   env.assertNoProblems();
 });
 

@@ -2,7 +2,7 @@
 // the fold of `file_added` / `voice_transcribed`.
 
 import { describe, expect, it } from 'vitest';
-import { allowedTransitions, declaredType, defaultKind, formatSize, previewKind, type CaseEvent } from '../../src/domain';
+import { declaredType, defaultKind, formatSize, previewKind, type CaseEvent } from '../../src/domain';
 import { applyEvent, type CaseState } from '../../src/state/caseFold';
 
 describe('file kinds and previews', () => {
@@ -39,12 +39,6 @@ describe('file kinds and previews', () => {
     expect(formatSize(6_000_084)).toBe('6.0 MB');
     expect(formatSize(456_000)).toBe('456 KB');
     expect(formatSize(2_500_000_000)).toBe('2.5 GB');
-  });
-
-  it('never offers awaiting_approval by hand (only request_approval moves there)', () => {
-    const lab = { doctor: false, clinicAdmin: false, labTech: true, labAdmin: false };
-    expect(allowedTransitions(lab, { status: 'in_design', status_before_hold: null, lab_id: 'l' })).not.toContain('awaiting_approval');
-    expect(allowedTransitions(lab, { status: 'awaiting_approval', status_before_hold: null, lab_id: 'l' })).toContain('in_design');
   });
 });
 

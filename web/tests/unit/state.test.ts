@@ -1,9 +1,10 @@
 // The pure parts: the case fold, the board merge, the workflow mirror.
 
 import { describe, expect, it } from 'vitest';
-import { allowedTransitions, type CaseAccess, type CaseEvent, type CaseSummary } from '../../src/domain';
+import type { CaseEvent, CaseSummary } from '../../src/domain';
 import { applyBoard } from '../../src/state/board';
-import { applyEvent, type CaseState } from '../../src/state/caseFold';
+import { applyEvent, revisionOf, type CaseState } from '../../src/state/caseFold';
+import { formatDay, localDay } from '../../src/domain';
 
 let seq = 0;
 const ev = (kind: string, data: any, actor = 'doc'): CaseEvent => ({ case_id: 'c', seq: ++seq, at: seq * 1000, actor, kind, data });
@@ -29,6 +30,32 @@ describe('case fold', () => {
     expect(s.rx['teeth.11.material']).toMatchObject({ value: 'zirconia', version: 4, by: 'doc' });
     expect(s.rxVersion).toBe(5);
     expect(s.proposals.p.status).toBe('accepted');
+    // People see revisions 1, 2, 3 (one per change of the Rx), never the seqs 2, 4, 5.
+    expect(s.rxRevision).toBe(3);
+    expect([2, 4, 5].map((v) => revisionOf(s, v))).toEqual([1, 2, 3]);
+    expect(revisionOf(s, 0)).toBe(0);
+    // A version that is not an Rx change's seq (the proposal at 3) reads as the revision then.
+    expect(revisionOf(s, 3)).toBe(1);
+  });
+
+  it('names days for the separators: today, yesterday, then the date', () => {
+    const now = new Date(2026, 11, 7, 10, 30).getTime();
+    expect(formatDay(new Date(2026, 11, 7, 0, 5).getTime(), now)).toBe('Today');
+    expect(formatDay(new Date(2026, 11, 6, 23, 55).getTime(), now)).toBe('Yesterday');
+    expect(formatDay(new Date(2026, 11, 1, 12).getTime(), now)).toMatch(/1/);
+    expect(formatDay(new Date(2025, 11, 1, 12).getTime(), now)).toMatch(/2025/);
+    expect(localDay(new Date(2026, 0, 3, 23, 59).getTime())).toBe('2026-01-03');
+  });
+
+  it('keeps who a message mentions and what it answers', () => {
+    seq = 0;
+    const s = fold([
+      ev('case_created', { label: 'x', clinic_id: 'k', doctor_id: 'doc', lab_id: null, due_date: null }),
+      ev('message_posted', { message_id: 'm1', text: 'hello' }),
+      ev('message_posted', { message_id: 'm2', text: '@Ana yes', reply_to: 'm1', mentions: ['doc'] }, 'tech'),
+    ]);
+    expect(s.messages.m2).toMatchObject({ replyTo: 'm1', mentions: ['doc'] });
+    expect(s.messages.m1.mentions).toEqual([]);
   });
 
   it('edits and deletes messages as new objects, in place in the timeline', () => {
@@ -85,24 +112,5 @@ describe('board merge', () => {
     expect(Object.keys(cards)).toEqual(['a']);
     cards = applyBoard(cards, { org_id: 'k', snapshot: true, cases: [card('c', 'shipped', 9)] });
     expect(Object.keys(cards)).toEqual(['c']);
-  });
-});
-
-describe('workflow mirror (actors/src/policy.rs)', () => {
-  const doctor: CaseAccess = { doctor: true, clinicAdmin: false, labTech: false, labAdmin: false };
-  const tech: CaseAccess = { doctor: false, clinicAdmin: false, labTech: true, labAdmin: false };
-  const c = (status: string, lab: string | null = 'lab', before: string | null = null) =>
-    ({ status, lab_id: lab, status_before_hold: before }) as any;
-
-  it('offers each side only its own steps', () => {
-    expect(allowedTransitions(doctor, c('draft'))).toEqual(['submitted', 'on_hold', 'cancelled']);
-    expect(allowedTransitions(doctor, c('draft', null))).toEqual(['on_hold', 'cancelled']);
-    expect(allowedTransitions(tech, c('submitted'))).toEqual(['received', 'on_hold']);
-    expect(allowedTransitions(tech, c('in_production'))).toEqual(['shipped', 'on_hold']);
-    expect(allowedTransitions(doctor, c('in_production'))).toEqual(['on_hold']);
-    expect(allowedTransitions(doctor, c('shipped'))).toEqual(['delivered', 'on_hold']);
-    expect(allowedTransitions(tech, c('on_hold', 'lab', 'in_design'))).toEqual(['in_design']);
-    expect(allowedTransitions(doctor, c('closed'))).toEqual([]);
-    expect(allowedTransitions(doctor, c('awaiting_approval'))).not.toContain('approved');
   });
 });

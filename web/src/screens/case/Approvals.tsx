@@ -7,6 +7,7 @@ import * as api from '../../api';
 import { errorText } from '../../components/CaseBits';
 import { MeshViewer } from '../../components/MeshViewer';
 import { formatTime, labSide, mayApprove, type ApprovalView, type CaseAccess, type Me } from '../../domain';
+import { revisionOf } from '../../state/caseFold';
 import type { CaseRoom } from '../../state/caseRoom';
 
 const STATUS_TEXT: Record<ApprovalView['status'], string> = {
@@ -97,7 +98,7 @@ function ApprovalItem({ a, r, user, access }: { a: ApprovalView; r: CaseRoom; us
         <span class={`badge badge-${a.status}`}>{STATUS_TEXT[a.status]}</span>
       </div>
       <div class="small">
-        Design <strong dir="auto">{file?.name ?? 'file'}</strong> <code title={a.file_sha256}>{a.file_sha256.slice(0, 12)}…</code> at Rx version {a.rx_version}
+        Design <strong dir="auto">{file?.name ?? 'file'}</strong> <code title={a.file_sha256}>{a.file_sha256.slice(0, 12)}…</code> at Rx revision {revisionOf(r.state!, a.rx_version)}
       </div>
       <div class="muted small">
         Requested by <bdi>{r.name(a.requested_by, user.id)}</bdi>, {formatTime(a.requested_at)}
@@ -224,7 +225,7 @@ function RequestApproval({ r, list }: { r: CaseRoom; list: ApprovalView[] | null
         <input value={comment} maxLength={2000} onInput={(e) => setComment(e.currentTarget.value)} />
       </label>
       <button type="submit" class="btn btn-primary" disabled={busy}>
-        Request approval at Rx version {s.rxVersion}
+        Request approval at Rx revision {s.rxRevision}
       </button>
       {error && (
         <p class="error small" role="alert">

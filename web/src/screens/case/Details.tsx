@@ -15,7 +15,7 @@ export function Details({ r, user, access }: { r: CaseRoom; user: Me; access: Ca
   const view = r.view.value;
   const finished = s.status === 'closed' || s.status === 'cancelled';
   const mayEdit = clinicSide(access) && !finished;
-  const mayRoute = (access.clinicAdmin && (s.status === 'draft' || s.status === 'submitted')) || (access.doctor && s.status === 'draft');
+  const mayRoute = access.allowed.route;
 
   const [label, setLabel] = useState(s.label);
   const [due, setDue] = useState(s.dueDate ?? '');

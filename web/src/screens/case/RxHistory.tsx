@@ -4,6 +4,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import * as api from '../../api';
 import { displayValue, fieldLabel, formatTime, type CaseEvent, type Me } from '../../domain';
+import { revisionOf } from '../../state/caseFold';
 import type { CaseRoom } from '../../state/caseRoom';
 
 export function RxHistory({ r, user, tooth }: { r: CaseRoom; user: Me; tooth: number | null }) {
@@ -23,7 +24,9 @@ export function RxHistory({ r, user, tooth }: { r: CaseRoom; user: Me; tooth: nu
   }, [rev]);
 
   const prefix = tooth !== null ? `teeth.${tooth}.` : null;
-  const rows: { seq: number; at: number; actor: string; text: string }[] = [];
+  const s = r.state;
+  const revAt = (seq: number) => (s ? revisionOf(s, seq) : 0);
+  const rows: { seq: number; at: number; actor: string; text: string; revision: number | null }[] = [];
   for (const ev of [...(events ?? [])].reverse()) {
     const d = ev.data;
     const fields = (list: { field: string; value: string | null }[] = []) =>
@@ -32,16 +35,16 @@ export function RxHistory({ r, user, tooth }: { r: CaseRoom; user: Me; tooth: nu
       list.map((c) => `${fieldLabel(c.field)} → ${displayValue(c.field, c.value)}`).join('; ');
     if (ev.kind === 'rx_edited') {
       const f = fields(d.changes);
-      if (f.length) rows.push({ seq: ev.seq, at: ev.at, actor: ev.actor, text: `changed ${describe(f)}` });
+      if (f.length) rows.push({ seq: ev.seq, at: ev.at, actor: ev.actor, text: `changed ${describe(f)}`, revision: revAt(ev.seq) });
     } else if (ev.kind === 'rx_proposed') {
       const f = fields(d.changes);
-      if (f.length) rows.push({ seq: ev.seq, at: ev.at, actor: ev.actor, text: `proposed ${describe(f)}` });
+      if (f.length) rows.push({ seq: ev.seq, at: ev.at, actor: ev.actor, text: `proposed ${describe(f)}`, revision: null });
     } else if (ev.kind === 'rx_proposal_decided') {
       const f = fields(d.applied);
       if (!prefix || f.length)
-        rows.push({ seq: ev.seq, at: ev.at, actor: ev.actor, text: d.accepted ? `accepted a proposal${f.length ? `: ${describe(f)}` : ''}` : 'declined a proposal' });
+        rows.push({ seq: ev.seq, at: ev.at, actor: ev.actor, text: d.accepted ? `accepted a proposal${f.length ? `: ${describe(f)}` : ''}` : 'declined a proposal', revision: d.accepted && (d.applied ?? []).length ? revAt(ev.seq) : null });
     } else if (ev.kind === 'rx_signed' && !prefix) {
-      rows.push({ seq: ev.seq, at: ev.at, actor: ev.actor, text: `signed version ${d.rx_version}` });
+      rows.push({ seq: ev.seq, at: ev.at, actor: ev.actor, text: `signed revision ${revAt(d.rx_version)}`, revision: null });
     }
   }
 
@@ -55,7 +58,8 @@ export function RxHistory({ r, user, tooth }: { r: CaseRoom; user: Me; tooth: nu
         {rows.map((row) => (
           <li>
             <span class="muted small">
-              {formatTime(row.at)} · v{row.seq}
+              {formatTime(row.at)}
+              {row.revision !== null && <> · revision {row.revision}</>}
             </span>{' '}
             <strong dir="auto">{r.name(row.actor, user.id)}</strong> <bdi>{row.text}</bdi>
           </li>

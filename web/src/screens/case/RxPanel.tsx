@@ -27,6 +27,7 @@ import {
   type ToothAttribute,
 } from '../../domain';
 import { CommandError } from '../../realtime';
+import { revisionOf } from '../../state/caseFold';
 import type { CaseRoom } from '../../state/caseRoom';
 import { Proposals } from './Proposals';
 import { RxHistory } from './RxHistory';
@@ -144,9 +145,9 @@ export function RxPanel({ r, user, access }: { r: CaseRoom; user: Me; access: Ca
     <div class="rx" data-testid="rx">
       <div class="panel-head">
         <h2>Digital Rx</h2>
-        <span class="muted small">
-          Version {s.rxVersion}
-          {s.rxSigned !== null && (s.rxSigned === s.rxVersion ? ' · signed' : ` · signed at version ${s.rxSigned}`)}
+        <span class="muted small" data-testid="rx-revision">
+          Revision {s.rxRevision}
+          {s.rxSigned !== null && (s.rxSigned === s.rxVersion ? ' · signed' : ` · signed at revision ${revisionOf(s, s.rxSigned)}`)}
         </span>
         <button type="button" class="btn btn-small btn-quiet" aria-expanded={showHistory} onClick={() => setShowHistory(!showHistory)}>
           {showHistory ? 'Hide history' : 'History'}
@@ -290,7 +291,7 @@ function FieldStatus({ r, field, draft, me }: { r: CaseRoom; field: string; draf
   if (!f) return null;
   return (
     <small class="muted">
-      {r.name(f.by, me)}, {formatTime(f.at)} · v{f.version}
+      {r.name(f.by, me)}, {formatTime(f.at)} · revision {r.state ? revisionOf(r.state, f.version) : ''}
     </small>
   );
 }

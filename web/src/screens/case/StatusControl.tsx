@@ -8,7 +8,7 @@ import type { CaseRoom } from '../../state/caseRoom';
 
 export function StatusControl({ r, access }: { r: CaseRoom; access: CaseAccess }) {
   const s = r.state!;
-  const options = allowedTransitions(access, { status: s.status, status_before_hold: s.statusBeforeHold, lab_id: s.labId });
+  const options = allowedTransitions(access);
   const [to, setTo] = useState<CaseStatus | ''>('');
   const [reason, setReason] = useState('');
   const [busy, setBusy] = useState(false);
