@@ -234,12 +234,13 @@ for (const [name, viewport] of WIDTHS) {
     assert.ok(fit.ok, `the status select shows "${fit.text}" whole: ${JSON.stringify(fit)}`);
 
     const text = `Tap targets checked at ${name}.`;
-    await page.getByLabel('Message').fill(text);
+    const composer = page.getByRole('textbox', { name: 'Message' });
+    await composer.fill(text);
     await page.getByRole('button', { name: 'Send' }).click();
     const mine = page.locator('.msg', { hasText: text });
-    await mine.getByRole('button', { name: 'Edit' }).waitFor();
+    await mine.getByRole('button', { name: 'Message actions' }).waitFor();
 
-    await assertInView(page.getByLabel('Message'), 'the message box');
+    await assertInView(composer, 'the message box');
     await assertInView(page.getByRole('button', { name: 'Send' }), 'Send');
     for (const t of await page.getByRole('tab').all()) {
       const b = await t.evaluate((el) => ({ label: el.textContent, scroll: el.scrollWidth, client: el.clientWidth }));
@@ -250,8 +251,7 @@ for (const [name, viewport] of WIDTHS) {
       // Every control a thumb needs is at least 44 × 44 px.
       const targets = [
         ['back', page.getByRole('link', { name: 'Back to cases' })],
-        ['Edit', mine.getByRole('button', { name: 'Edit' })],
-        ['Delete', mine.getByRole('button', { name: 'Delete' })],
+        ['Message actions', mine.getByRole('button', { name: 'Message actions' })],
         ['Show', page.locator('.note').getByRole('button', { name: 'Show' }).first()],
         ...(await page.getByRole('tab').all()).map((t, i) => [`tab ${i}`, t]),
       ];
@@ -260,6 +260,13 @@ for (const [name, viewport] of WIDTHS) {
         const b = await box(l);
         assert.ok(b.width >= 44 && b.height >= 44, `${what} is ${b.width}×${b.height}`);
       }
+      // The message's Edit and Delete, in its menu.
+      await mine.getByRole('button', { name: 'Message actions' }).click();
+      for (const item of ['Edit', 'Delete']) {
+        const b = await box(page.getByRole('menuitem', { name: item }));
+        assert.ok(b.width >= 44 && b.height >= 44, `${item} is ${b.width}×${b.height}`);
+      }
+      await page.keyboard.press('Escape');
 
       // Scrolling the conversation folds the case header away; the composer stays.
       // (Typing folded it already: open it again first.)
@@ -274,19 +281,19 @@ for (const [name, viewport] of WIDTHS) {
       await page.locator('.room-head-collapsed').waitFor();
       const short = (await box(head)).height;
       assert.ok(short < tall * 0.6, `the header folds: ${tall} → ${short} px`);
-      await assertInView(page.getByLabel('Message'), 'the message box (header folded)');
+      await assertInView(composer, 'the message box (header folded)');
       await screenshot(page, 'case-room-collapsed-390');
       await page.getByRole('button', { name: 'Expand the case header' }).click();
       await page.getByTestId('status-select').waitFor();
 
       // Typing: an on-screen keyboard leaves less of the window; the composer stays above it.
-      await page.getByLabel('Message').click();
+      await composer.click();
       await page.setViewportSize({ width: 390, height: 480 });
       await page.waitForFunction(() => {
         const r = document.getElementById('composer-text')?.getBoundingClientRect();
         return r && r.bottom <= window.innerHeight;
       });
-      await assertInView(page.getByLabel('Message'), 'the message box above the keyboard');
+      await assertInView(composer, 'the message box above the keyboard');
       await page.setViewportSize(PHONE);
     }
     env.assertNoProblems();
