@@ -77,6 +77,13 @@ for (const [width, viewport] of [
     // Live, while the technician is in another case: the header and the tab title count them.
     await tech.waitForFunction(() => document.title === '(3) Articula');
     assert.equal(await tech.getByTestId('unread-total').getAttribute('data-count'), '3');
+    // The count fits in the header: every main link stays whole in the window (no hidden
+    // overflow), at both widths.
+    const nav = await tech.evaluate(() => {
+      const n = document.querySelector('.mainnav');
+      return { scroll: n.scrollWidth, client: n.clientWidth, links: [...n.querySelectorAll('a')].map((a) => a.getBoundingClientRect().right) };
+    });
+    assert.ok(nav.scroll <= nav.client + 1, `the main navigation overflows: ${JSON.stringify(nav)}`);
 
     // The counts come from the server's read marks: a reload (no inbox frames) still says 3.
     await tech.goto('/cases');
@@ -105,6 +112,21 @@ for (const [width, viewport] of [
     await tech.locator(`.case-row:has(a:text-is("${CASE}"))`).waitFor();
     await tech.waitForFunction(() => document.title === 'Articula');
     assert.equal(await tech.locator(`.case-row:has(a:text-is("${CASE}"))`).getByTestId('unread').count(), 0);
+
+    // A doctor has the most links in the header (Cases, Board, New case, Account): with a count
+    // on Cases they still fit whole at this width.
+    const { page: docAway } = await page(viewport);
+    await signIn(docAway, 'doctor@demo.test');
+    await docAway.goto('/cases');
+    await openCase(tech, CASE);
+    await tech.getByLabel('Message', { exact: true }).fill(`For the doctor ${width}`);
+    await tech.getByLabel('Message', { exact: true }).press('Enter');
+    await docAway.getByTestId('unread-total').waitFor();
+    const links = await docAway.evaluate(() => {
+      const n = document.querySelector('.mainnav');
+      return { scroll: n.scrollWidth, client: n.clientWidth, right: Math.max(...[...n.querySelectorAll('a')].map((a) => a.getBoundingClientRect().right)), width: window.innerWidth };
+    });
+    assert.ok(links.scroll <= links.client + 1 && links.right <= links.width, `the doctor's links overflow: ${JSON.stringify(links)}`);
     env.assertNoProblems();
   });
 
