@@ -1,6 +1,5 @@
 // The FDI tooth chart (permanent teeth 11–48), as the dentist faces the patient: the patient's
-// right on the left. Quadrants sit two by two on wide screens and stack on narrow ones, so every
-// tooth stays a comfortable touch target at 390 px.
+// right on the left, the midline between 11 and 21 on every screen.
 
 import type { CaseState } from '../../state/caseFold';
 import { displayValue } from '../../domain';
@@ -44,7 +43,11 @@ export function ToothChart({
   /** Teeth with unsaved changes. */
   changed: Set<number>;
 }) {
+  // On a phone the sixteen teeth of an arch share one row, so each is narrower than a finger
+  // (about 20 px): the same choice is also a full-width list below the chart.
+  const all = QUADRANTS.flatMap((q) => q.teeth).sort((x, y) => x - y);
   return (
+    <>
     <div class="chart" role="group" aria-label="Tooth chart (FDI)">
       {QUADRANTS.map((q) => (
         <div class={`quadrant quadrant-${q.pos}`} role="group" aria-label={q.label}>
@@ -75,5 +78,32 @@ export function ToothChart({
         </div>
       ))}
     </div>
+    <div class="field tooth-picker">
+      <label for="tooth-pick">Tooth</label>
+      <select
+        id="tooth-pick"
+        value={selected === null ? '' : String(selected)}
+        onChange={(e) => {
+          const t = Number(e.currentTarget.value);
+          if (t) onSelect(t);
+        }}
+      >
+        <option value="">Choose a tooth…</option>
+        {all.map((t) => {
+          const summary = ['restoration', 'material', 'shade']
+            .map((a) => value(`teeth.${t}.${a}`))
+            .filter(Boolean)
+            .map((v) => displayValue('', v))
+            .join(', ');
+          return (
+            <option value={String(t)}>
+              {t}
+              {summary ? ` — ${summary}` : ''}
+            </option>
+          );
+        })}
+      </select>
+    </div>
+    </>
   );
 }
