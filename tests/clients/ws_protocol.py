@@ -51,7 +51,7 @@ ID_FIELDS = {
     "case_id", "actor", "user_id", "message_id", "file_id", "approval_id", "proposal_id", "org_id",
     "clinic_id", "doctor_id", "lab_id", "reply_to",
 }
-ID_LIST_FIELDS = {"users", "attachments", "voided_approvals", "removed"}
+ID_LIST_FIELDS = {"users", "attachments", "voided_approvals", "removed", "mentions"}
 
 
 class Setup(Exception):
@@ -587,7 +587,18 @@ def ids_group(rep, cfg, codec, ctx, audit):
         if msg_id is None:
             rep.check("ids", codec, "REST lists the message posted on the socket", False, "not in GET /messages")
             msg_id, on_message = str(uuid.uuid4()), expect_accepted
-        on_message("post_message.reply_to", "post_message", {"case_id": case_id, "text": text + " reply", "reply_to": msg_id})
+        reply_text = text + " reply"
+        on_message("post_message.reply_to", "post_message",
+                   {"case_id": case_id, "text": reply_text, "reply_to": msg_id, "mentions": [ctx["me"], ctx["me"]]})
+        # The reply's event names what it answers and whom it mentions (named twice, kept once),
+        # as the strings REST gives, in this codec.
+        reply = s.wait_for(lambda f: f.get("type") == "event" and (f.get("data") or {}).get("data", {}).get("text") == reply_text)
+        rdata = ((reply or {}).get("data") or {}).get("data", {})
+        rep.check(
+            "ids", codec, "a reply's event carries reply_to and mentions (deduplicated) as REST strings",
+            rdata.get("reply_to") == msg_id and rdata.get("mentions") == [ctx["me"]],
+            f"reply_to {show(rdata.get('reply_to'))}, mentions {show(rdata.get('mentions'))}" if reply else "no event",
+        )
         on_message("edit_message.message_id", "edit_message", {"case_id": case_id, "message_id": msg_id, "text": text + " (edited)"})
         expect_ack("mark_read.case_id", "mark_read", {"case_id": case_id, "seq": (post or {}).get("seq", 1)})
         expect_ack("typing.case_id", "typing", {"case_id": case_id})
@@ -679,6 +690,7 @@ def expectations(ctx):
         "lab_id": member("lab (GET /labs)", ctx["lab_ids"]),
         "message_id": member("message in GET /cases/{id}/messages", messages),
         "reply_to": member("message in GET /cases/{id}/messages", messages),
+        "mentions": eq(ctx["me"]),
     }
 
 
