@@ -27,16 +27,6 @@ fn with_label_names(s: &mut articula::config::Settings) {
     s.label_name_list = Some(path);
 }
 
-fn post(case_id: CaseId, text: &str) -> ClientBody {
-    ClientBody::PostMessage(PostMessage {
-        case_id,
-        text: text.into(),
-        attachments: vec![],
-        reply_to: None,
-        mentions: vec![],
-    })
-}
-
 async fn put_grant(app: &TestApp, by: &Session, case: CaseId, to: UserId, body: Value) -> reqwest::Response {
     app.http
         .put(app.path(&format!("/api/v1/cases/{case}/grants/{to}")))

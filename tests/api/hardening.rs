@@ -27,16 +27,6 @@ both_backends!(
     an_rx_field_has_one_name,
 );
 
-fn post(case_id: CaseId, text: &str) -> ClientBody {
-    ClientBody::PostMessage(PostMessage {
-        case_id,
-        text: text.into(),
-        attachments: vec![],
-        reply_to: None,
-        mentions: vec![],
-    })
-}
-
 fn text_of(e: &Event) -> String {
     match &e.data {
         EventData::MessagePosted { text, .. } => text.clone(),

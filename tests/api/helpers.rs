@@ -572,16 +572,7 @@ impl Ws {
     }
 
     pub async fn post(&mut self, case_id: CaseId, text: &str) -> u64 {
-        self.call(ClientBody::PostMessage(PostMessage {
-            case_id,
-            text: text.into(),
-            attachments: vec![],
-            reply_to: None,
-            mentions: vec![],
-        }))
-        .await
-        .expect("post")
-        .expect("seq")
+        self.call(post(case_id, text)).await.expect("post").expect("seq")
     }
 
     /// Waits for the event with this seq of this case, asserting events arrive in order.
@@ -624,6 +615,17 @@ impl Ws {
 }
 
 /// An error frame's code.
+/// A plain `post_message` (no attachments, reply or mentions).
+pub fn post(case_id: CaseId, text: &str) -> ClientBody {
+    ClientBody::PostMessage(PostMessage {
+        case_id,
+        text: text.into(),
+        attachments: vec![],
+        reply_to: None,
+        mentions: vec![],
+    })
+}
+
 pub fn code(e: &ErrorFrame) -> ErrorCode {
     e.code
 }

@@ -70,16 +70,6 @@ async fn the_sqlite_log_is_checkpointed_in_the_background_and_stays_bounded() {
     }
 }
 
-fn post(case_id: CaseId, text: &str) -> ClientBody {
-    ClientBody::PostMessage(PostMessage {
-        case_id,
-        text: text.into(),
-        attachments: vec![],
-        reply_to: None,
-        mentions: vec![],
-    })
-}
-
 fn text_of(e: &Event) -> &str {
     match &e.data {
         EventData::MessagePosted { text, .. } => text,

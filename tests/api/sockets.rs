@@ -17,16 +17,6 @@ both_backends!(
     an_idle_case_actor_stops_and_comes_back_from_the_log,
 );
 
-fn post(case_id: CaseId, text: &str) -> ClientBody {
-    ClientBody::PostMessage(PostMessage {
-        case_id,
-        text: text.into(),
-        attachments: vec![],
-        reply_to: None,
-        mentions: vec![],
-    })
-}
-
 async fn commands_beyond_the_rate_limit_are_refused_per_user(app: TestApp) {
     let app = spawn_app_with(app.backend, |s| {
         s.ws_commands_per_second = 1;

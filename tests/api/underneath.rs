@@ -23,16 +23,6 @@ const WINDOW: usize = 8;
 /// How long a part may take to come back and the server to notice.
 const RECOVERY: Duration = Duration::from_secs(60);
 
-fn post(case_id: CaseId, text: &str) -> ClientBody {
-    ClientBody::PostMessage(PostMessage {
-        case_id,
-        text: text.into(),
-        attachments: vec![],
-        reply_to: None,
-        mentions: vec![],
-    })
-}
-
 /// Settings for tests that send many commands quickly.
 fn no_rate_limit(s: &mut articula::config::Settings) {
     s.ws_commands_per_second = 1_000_000;
